@@ -1,0 +1,1 @@
+//! OpenID Connect: the id_token with `fhirUser`, and the discovery documents.

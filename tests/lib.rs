@@ -1,0 +1,27 @@
+//! fhirguard's integration tests: one binary, one module per component, so that a 2-core
+//! machine links the crate's test dependencies once.
+
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+// --- tests: shared helpers ---
+mod common;
+
+// --- tests: scope (issue 2) ---
+
+// --- tests: category / enforce (issue 3) ---
+
+// --- tests: token / oidc (issue 4) ---
+
+// --- tests: consent (issue 5) ---
+
+// --- tests: sanitize / integrity (issue 6) ---
+
+// --- tests: audit (issue 7) ---
+
+// --- tests: auth (issue 9) ---

@@ -17,6 +17,7 @@ mod common;
 // --- tests: category / enforce (issue 3) ---
 
 // --- tests: token / oidc (issue 4) ---
+mod token;
 
 // --- tests: consent (issue 5) ---
 

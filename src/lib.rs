@@ -98,6 +98,10 @@ pub use ids::{CategoryId, ClientId, GrantId, IdError, PatientId};
 // --- pub use: scope (issue 2) ---
 
 // --- pub use: category / enforce (issue 3) ---
+pub use category::{CategoryRegistry, Classification};
+pub use enforce::{
+    Decision, DenyReason, EnforceConfig, Enforcer, Permissions, ResourceGrant, ScopeContext,
+};
 
 // --- pub use: token / oidc (issue 4) ---
 

@@ -102,9 +102,7 @@ pub use ids::{CategoryId, ClientId, GrantId, IdError, PatientId};
 
 // --- pub use: category / enforce (issue 3) ---
 pub use category::{CategoryRegistry, Classification};
-pub use enforce::{
-    Decision, DenyReason, EnforceConfig, Enforcer, Permissions, ResourceGrant, ScopeContext,
-};
+pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, ScopeContext};
 
 // --- pub use: token / oidc (issue 4) ---
 

@@ -15,6 +15,7 @@ mod common;
 // --- tests: scope (issue 2) ---
 
 // --- tests: category / enforce (issue 3) ---
+mod category;
 
 // --- tests: token / oidc (issue 4) ---
 

@@ -95,13 +95,6 @@ pub enum DenyReason {
     /// None of the resource's categories is granted.
     #[error("none of the resource's data categories is granted")]
     CategoryNotGranted,
-    /// No category that could hold resources of this type is granted, so a search could only
-    /// return nothing.
-    #[error("no granted data category covers {resource_type}")]
-    NoCategoryForType {
-        /// The resource type.
-        resource_type: String,
-    },
     /// Scopes name the type, but the resource fails every granular `param=value` constraint.
     #[error("the resource does not match the granular scope constraints")]
     ScopeConstraintNotMet,

@@ -483,7 +483,6 @@ impl<'r> Enforcer<'r> {
                 let ty = ty.ok_or(DenyReason::Incomplete)?;
                 let compartment = self.scope_check(ty, Need::Search)?;
                 self.check_params(request, compartment)?;
-                self.category_possible(ty)?;
                 Ok(Decision::Allow {
                     response: ResponseCheck::Bundle,
                 })
@@ -646,7 +645,7 @@ impl<'r> Enforcer<'r> {
                 }
             }
         }
-        if let Some(narrow) = self.category_possible(ty)? {
+        if let Some(narrow) = self.category_narrowing(ty) {
             add.push(narrow);
         }
         Ok(if add.is_empty() {
@@ -661,24 +660,14 @@ impl<'r> Enforcer<'r> {
         })
     }
 
-    /// Refuses a type no granted category can reach; returns the exact category narrowing
-    /// parameter when the granted categories of the type all constrain the same element.
-    fn category_possible(&self, ty: &str) -> Result<Option<SearchParam>, DenyReason> {
-        let none = || DenyReason::NoCategoryForType {
-            resource_type: ty.to_owned(),
-        };
-        let Some(index) = self.registry.type_index(ty) else {
-            return match self.registry.uncategorised_id(ty) {
-                Some(id) if self.granted_ids.contains(&id) => Ok(None),
-                _ => Err(none()),
-            };
-        };
+    /// The exact category narrowing parameter, when the granted categories of the type all
+    /// constrain the same element. A type no granted category reaches is not refused: its
+    /// matches are all filtered out, while `_include`d resources that are visible on their own
+    /// still come back (a refusal would depend on the grant only, so either answer is safe).
+    fn category_narrowing(&self, ty: &str) -> Option<SearchParam> {
+        let index = self.registry.type_index(ty)?;
         if index.supporting.is_some() {
-            return if self.supporting_granted(ty) {
-                Ok(None)
-            } else {
-                Err(none())
-            };
+            return None;
         }
         let is_granted = |i: &u16| self.granted.get(usize::from(*i)).copied().unwrap_or(false);
         let bucket_granted = match index.bucket {
@@ -689,7 +678,7 @@ impl<'r> Enforcer<'r> {
                 .is_some_and(|id| self.granted_ids.contains(&id)),
         };
         if index.whole.iter().any(is_granted) || bucket_granted {
-            return Ok(None);
+            return None;
         }
         let mut element_used: Option<&str> = None;
         let mut values: Vec<String> = Vec::new();
@@ -713,24 +702,22 @@ impl<'r> Enforcer<'r> {
                 if element_used.is_some() {
                     // Granted categories span two elements (e.g. smoking by code, labs by
                     // category): no single AND-ed parameter expresses the OR; filter only.
-                    return Ok(None);
+                    return None;
                 }
                 element_used = Some(element);
             }
         }
-        let Some(element) = element_used else {
-            return Err(none());
-        };
+        let element = element_used?;
         if !matches!(element, "category" | "code" | "type") {
-            return Ok(None);
+            return None;
         }
         values.sort();
         values.dedup();
-        Ok(Some(SearchParam {
+        Some(SearchParam {
             name: element.to_owned(),
             modifier: None,
             values,
-        }))
+        })
     }
 
     /// Whether every resource of `ty` the caller could be shown is shown: a whole-type search

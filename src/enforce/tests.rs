@@ -131,12 +131,13 @@ fn search_is_narrowed_to_patient_and_exact_categories() {
         panic!()
     };
     assert_eq!(add.len(), 1);
-    assert_eq!(
-        e2.decide(&search("Condition", &[])),
-        Decision::Deny(DenyReason::NoCategoryForType {
-            resource_type: "Condition".into()
-        })
-    );
+    // No Condition category granted: the search runs (only the compartment added) and the
+    // filter empties it; includes visible on their own still come back.
+    let Decision::Narrow { add, .. } = e2.decide(&search("Condition", &[])) else {
+        panic!()
+    };
+    assert_eq!(add.len(), 1);
+    assert_eq!(add[0].name, "patient");
 }
 
 #[test]

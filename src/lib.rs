@@ -102,6 +102,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{CategoryId, ClientId, GrantId, IdError, PatientId};
 
 // --- pub use: scope (issue 2) ---
+pub use scope::{
+    FhirType, Negotiated, Permission, Permissions, ResourceScope, Scope, ScopeError, ScopeSet,
+    ScopeSetError, negotiate,
+};
 
 // --- pub use: category / enforce (issue 3) ---
 

@@ -25,3 +25,4 @@ mod common;
 // --- tests: audit (issue 7) ---
 
 // --- tests: auth (issue 9) ---
+mod auth;

@@ -24,5 +24,9 @@ mod common;
 
 // --- tests: audit (issue 7) ---
 
+// --- tests: middleware / tls (issue 8) ---
+#[cfg(feature = "tls")]
+mod tls;
+
 // --- tests: auth (issue 9) ---
 mod auth;

@@ -30,3 +30,4 @@ mod category;
 mod tls;
 
 // --- tests: auth (issue 9) ---
+mod auth;

@@ -21,6 +21,7 @@ mod common;
 // --- tests: consent (issue 5) ---
 
 // --- tests: sanitize / integrity (issue 6) ---
+mod sanitize;
 
 // --- tests: audit (issue 7) ---
 

@@ -84,6 +84,9 @@ pub mod audit;
 #[cfg(feature = "tower")]
 pub mod middleware;
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 // --- modules: auth (issue 9) ---
 pub mod auth;
 
@@ -116,5 +119,7 @@ pub use sanitize::{
 // --- pub use: audit (issue 7) ---
 
 // --- pub use: middleware / tls (issue 8) ---
+#[cfg(feature = "tls")]
+pub use tls::{Hsts, TlsConfigError, TlsServerConfigBuilder};
 
 // --- pub use: auth (issue 9) ---

@@ -25,4 +25,8 @@ mod sanitize;
 
 // --- tests: audit (issue 7) ---
 
+// --- tests: middleware / tls (issue 8) ---
+#[cfg(feature = "tls")]
+mod tls;
+
 // --- tests: auth (issue 9) ---

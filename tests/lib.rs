@@ -15,6 +15,7 @@ mod common;
 // --- tests: scope (issue 2) ---
 
 // --- tests: category / enforce (issue 3) ---
+mod category;
 
 // --- tests: token / oidc (issue 4) ---
 
@@ -30,3 +31,4 @@ mod sanitize;
 mod tls;
 
 // --- tests: auth (issue 9) ---
+mod auth;

@@ -119,6 +119,12 @@ pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
+pub use fhir::{OperationOutcome, PublicError, PublicProblem, RejectionReason, error_response};
+
+pub use sanitize::{
+    RedirectUri, SanitizeError, SanitizedRequest, Sanitizer, SanitizerConfig, SecurityHeaders,
+};
+
 // --- pub use: audit (issue 7) ---
 
 // --- pub use: middleware / tls (issue 8) ---

@@ -23,6 +23,7 @@ mod token;
 // --- tests: consent (issue 5) ---
 
 // --- tests: sanitize / integrity (issue 6) ---
+mod sanitize;
 
 // --- tests: audit (issue 7) ---
 

@@ -1,4 +1,8 @@
 //! Token / oidc (issue 4): the authorization server and resource-server validation.
 
 mod access;
+mod discovery;
+mod harness;
+mod interop;
+mod server;
 mod support;

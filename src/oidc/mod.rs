@@ -1,1 +1,8 @@
-//! OpenID Connect: the id_token with `fhirUser`, and the discovery documents.
+//! OpenID Connect: the id_token with `fhirUser`, and the discovery documents
+//! (`.well-known/smart-configuration`, `.well-known/openid-configuration`).
+
+mod discovery;
+mod id_token;
+
+pub use discovery::{OpenIdConfiguration, SmartConfiguration};
+pub use id_token::{ID_TOKEN_TYP, IdTokenClaims, sign_id_token};

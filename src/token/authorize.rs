@@ -1,0 +1,522 @@
+//! The authorization endpoint: request validation, approval, denial and the code.
+//!
+//! Which errors are redirected (RFC 6749 §4.1.2.1): until the client and its redirect URI are
+//! trusted, nothing is redirected — a missing, repeated or unknown `client_id` and a missing,
+//! repeated or unregistered `redirect_uri` produce an error page ([`AuthorizeError::Render`]).
+//! Every later problem goes back to the app's redirect URI with `error` and the app's `state`
+//! ([`AuthorizeError::Redirect`]), and never with a code.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use time::OffsetDateTime;
+
+use super::clients::Client;
+use super::error::OAuthErrorCode;
+use super::form::{FormError, FormParams};
+use super::pkce::{self, PkceError};
+use super::server::{AuthorizationServer, ServerFailure};
+use super::store::{CodeRecord, GrantContext, TokenHash};
+use crate::consent::GrantStatus;
+use crate::ids::{ClientId, GrantId, PatientId};
+use crate::scope::{Context, ScopeSet, negotiate};
+
+/// Longest `state` / `nonce` accepted (they are echoed, so bounded).
+pub const MAX_STATE_LEN: usize = 2048;
+
+/// Why the request cannot even be redirected: an error page is shown instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderReason {
+    /// The method was neither GET nor POST, or a POST was not form-encoded.
+    #[error("the authorization request must be a GET or a form POST")]
+    BadMethod,
+    /// The query or form could not be parsed.
+    #[error("the authorization request could not be parsed: {0}")]
+    Form(FormError),
+    /// `client_id` missing, repeated or malformed.
+    #[error("client_id is missing or invalid")]
+    MissingClient,
+    /// No client with that id.
+    #[error("the client is unknown")]
+    UnknownClient,
+    /// `redirect_uri` missing or repeated.
+    #[error("redirect_uri is missing or repeated")]
+    MissingRedirectUri,
+    /// `redirect_uri` does not exactly equal one registered for the client.
+    #[error("redirect_uri is not registered for this client")]
+    UnregisteredRedirectUri,
+}
+
+/// Why a trusted request was refused (sent back to the app as `error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedirectReason {
+    /// A parameter was sent twice.
+    #[error("parameter {0} was repeated")]
+    Duplicate(&'static str),
+    /// A required parameter is missing.
+    #[error("parameter {0} is missing")]
+    Missing(&'static str),
+    /// `response_type` is not `code`.
+    #[error("response_type is not code")]
+    UnsupportedResponseType,
+    /// The client may not use the authorization-code flow.
+    #[error("the client may not use the authorization-code flow")]
+    UnauthorizedClient,
+    /// The scope string is malformed.
+    #[error("the scope is malformed")]
+    InvalidScope,
+    /// `aud` (or `resource`) is not this server's FHIR base URL.
+    #[error("aud is not the FHIR base URL")]
+    WrongAudience,
+    /// `state` or `nonce` too long.
+    #[error("state or nonce is too long")]
+    TooLong,
+    /// PKCE problems (missing, `plain`, malformed).
+    #[error("PKCE: {0}")]
+    Pkce(PkceError),
+    /// The user or policy denied the request.
+    #[error("access denied")]
+    Denied,
+    /// Patient-level scopes were granted without a patient in context.
+    #[error("patient scopes granted without a patient in context")]
+    MissingPatientContext,
+    /// The approval named a grant that is not active for this client and patient.
+    #[error("the approval's grant is not active for this client")]
+    GrantNotActive,
+    /// The negotiation left nothing to grant.
+    #[error("nothing requested could be granted")]
+    NothingGranted,
+    /// The server failed.
+    #[error("server failure: {0}")]
+    Server(ServerFailure),
+}
+
+impl RedirectReason {
+    fn code(&self) -> OAuthErrorCode {
+        match self {
+            RedirectReason::UnsupportedResponseType => OAuthErrorCode::UnsupportedResponseType,
+            RedirectReason::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
+            RedirectReason::InvalidScope | RedirectReason::NothingGranted => {
+                OAuthErrorCode::InvalidScope
+            }
+            RedirectReason::Denied
+            | RedirectReason::GrantNotActive
+            | RedirectReason::MissingPatientContext => OAuthErrorCode::AccessDenied,
+            RedirectReason::Server(_) => OAuthErrorCode::ServerError,
+            _ => OAuthErrorCode::InvalidRequest,
+        }
+    }
+}
+
+/// A redirect back to the app.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizeRedirect {
+    /// The full `Location`.
+    pub location: String,
+    /// 302 for GET, 303 for POST (so the browser follows with GET).
+    pub status: StatusCode,
+}
+
+impl fmt::Debug for AuthorizeRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The location may carry a code.
+        f.debug_struct("AuthorizeRedirect")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizeRedirect {
+    /// The redirect response, `Cache-Control: no-store`.
+    pub fn to_response(&self) -> Response<Vec<u8>> {
+        let mut response = Response::new(Vec::new());
+        *response.status_mut() = self.status;
+        if let Ok(location) = HeaderValue::from_str(&self.location) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// A refused authorization request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizeError {
+    /// Show an error page; do not redirect (the redirect URI is not trusted).
+    #[error("{0}")]
+    Render(RenderReason),
+    /// Send the app an error at its redirect URI.
+    #[error("{reason}")]
+    Redirect {
+        /// The redirect carrying `error` and `state`.
+        redirect: AuthorizeRedirect,
+        /// The precise reason, for the audit log.
+        reason: RedirectReason,
+    },
+}
+
+impl AuthorizeError {
+    /// A 400 plain-text error page (nothing from the request reflected), or the redirect.
+    pub fn to_response(&self) -> Response<Vec<u8>> {
+        match self {
+            AuthorizeError::Redirect { redirect, .. } => redirect.to_response(),
+            AuthorizeError::Render(_) => {
+                let mut response = Response::new(
+                    b"The authorization request is invalid: the application is not registered \
+                      or its redirect address does not match its registration."
+                        .to_vec(),
+                );
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+        }
+    }
+}
+
+/// A validated authorization request, waiting for the host to authenticate the user and ask
+/// for approval.
+#[derive(Clone)]
+pub struct AuthorizeRequest {
+    /// The client.
+    pub client: Arc<Client>,
+    /// The exact registered redirect URI.
+    pub redirect_uri: String,
+    /// The requested scopes.
+    pub scope: ScopeSet,
+    /// The app's `state`, echoed byte for byte.
+    pub state: String,
+    /// The S256 PKCE challenge.
+    pub code_challenge: String,
+    /// OIDC `nonce`, if sent.
+    pub nonce: Option<String>,
+    /// The EHR-launch handle, if sent (the host validates it and resolves the context).
+    pub launch: Option<String>,
+    /// Whether the request came by POST.
+    pub via_post: bool,
+}
+
+impl fmt::Debug for AuthorizeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeRequest")
+            .field("client", &self.client.id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scope", &self.scope.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the user (through the host's approval page) decided, and the context the host
+/// established.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    /// The consent grant the host stored for this approval.
+    pub grant_id: GrantId,
+    /// What the patient approved (granted = requested ∩ client's allowance ∩ this).
+    pub approved_scope: ScopeSet,
+    /// The user's stable subject id (id_token `sub`).
+    pub subject: String,
+    /// Patient in context (required when any `patient/` scope is granted).
+    pub patient: Option<PatientId>,
+    /// Encounter in context.
+    pub encounter: Option<String>,
+    /// The user as a FHIR resource URL (`Patient/355`).
+    pub fhir_user: Option<String>,
+    /// Additional `fhirContext` entries.
+    pub fhir_context: Vec<serde_json::Value>,
+    /// `need_patient_banner`.
+    pub need_patient_banner: Option<bool>,
+    /// `smart_style_url`.
+    pub smart_style_url: Option<String>,
+    /// `intent`.
+    pub intent: Option<String>,
+    /// `tenant`.
+    pub tenant: Option<String>,
+    /// When the user authenticated.
+    pub auth_time: OffsetDateTime,
+}
+
+impl Approval {
+    /// An approval of `approved_scope` under `grant_id` by `subject`, for `patient`.
+    pub fn new(
+        grant_id: GrantId,
+        approved_scope: ScopeSet,
+        subject: impl Into<String>,
+        patient: Option<PatientId>,
+        auth_time: OffsetDateTime,
+    ) -> Self {
+        Self {
+            grant_id,
+            approved_scope,
+            subject: subject.into(),
+            patient,
+            encounter: None,
+            fhir_user: None,
+            fhir_context: Vec::new(),
+            need_patient_banner: None,
+            smart_style_url: None,
+            intent: None,
+            tenant: None,
+            auth_time,
+        }
+    }
+}
+
+/// Characters left unescaped in redirect query values: RFC 3986 unreserved.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn redirect_to(base: &str, params: &[(&str, &str)], via_post: bool) -> AuthorizeRedirect {
+    let mut location = base.to_owned();
+    let mut sep = if base.contains('?') { '&' } else { '?' };
+    for (name, value) in params {
+        location.push(sep);
+        location.push_str(name);
+        location.push('=');
+        location.extend(utf8_percent_encode(value, QUERY_VALUE));
+        sep = '&';
+    }
+    AuthorizeRedirect {
+        location,
+        status: if via_post {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::FOUND
+        },
+    }
+}
+
+fn redirect_error(
+    redirect_uri: &str,
+    state: Option<&str>,
+    reason: RedirectReason,
+    via_post: bool,
+) -> AuthorizeError {
+    let mut params = vec![("error", reason.code().as_str())];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    AuthorizeError::Redirect {
+        redirect: redirect_to(redirect_uri, &params, via_post),
+        reason,
+    }
+}
+
+impl AuthorizationServer {
+    /// Validates an authorization request arriving as GET (query) or POST (form body).
+    pub fn authorize_request<B: AsRef<[u8]>>(
+        &self,
+        request: &Request<B>,
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
+        let via_post = match *request.method() {
+            Method::GET => false,
+            Method::POST => true,
+            _ => return Err(AuthorizeError::Render(RenderReason::BadMethod)),
+        };
+        let params = if via_post {
+            let form_encoded = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.split(';').next().is_some_and(|t| {
+                        t.trim()
+                            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                    })
+                });
+            if !form_encoded {
+                return Err(AuthorizeError::Render(RenderReason::BadMethod));
+            }
+            FormParams::parse(request.body().as_ref())
+        } else {
+            FormParams::parse(request.uri().query().unwrap_or("").as_bytes())
+        }
+        .map_err(|e| AuthorizeError::Render(RenderReason::Form(e)))?;
+        self.authorize_params(&params, via_post)
+    }
+
+    /// Validates already-parsed authorization parameters.
+    pub fn authorize_params(
+        &self,
+        params: &FormParams,
+        via_post: bool,
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
+        let render = |r| AuthorizeError::Render(r);
+        // 1. The client and its redirect URI: errors are rendered, never redirected.
+        let client_id = params
+            .get("client_id")
+            .ok()
+            .flatten()
+            .and_then(|id| ClientId::new(id).ok())
+            .ok_or(render(RenderReason::MissingClient))?;
+        let client = self
+            .clients
+            .client(&client_id)
+            .ok_or(render(RenderReason::UnknownClient))?;
+        let redirect_uri = params
+            .get("redirect_uri")
+            .ok()
+            .flatten()
+            .ok_or(render(RenderReason::MissingRedirectUri))?;
+        if !client.has_redirect_uri(redirect_uri) {
+            return Err(render(RenderReason::UnregisteredRedirectUri));
+        }
+        // 2. From here on, errors go back to the app with its state.
+        let state = params.get("state").ok().flatten();
+        let state = state.filter(|s| s.len() <= MAX_STATE_LEN);
+        let fail = |reason| redirect_error(redirect_uri, state, reason, via_post);
+        if let Some(name) = params.first_duplicate() {
+            let name = match name {
+                "state" => "state",
+                "scope" => "scope",
+                "aud" => "aud",
+                "code_challenge" => "code_challenge",
+                "code_challenge_method" => "code_challenge_method",
+                "response_type" => "response_type",
+                "nonce" => "nonce",
+                "launch" => "launch",
+                _ => "parameter",
+            };
+            return Err(fail(RedirectReason::Duplicate(name)));
+        }
+        let get = |name: &'static str| params.get(name).ok().flatten();
+        match get("response_type") {
+            None => return Err(fail(RedirectReason::Missing("response_type"))),
+            Some("code") => {}
+            Some(_) => return Err(fail(RedirectReason::UnsupportedResponseType)),
+        }
+        if !client.authorization_code {
+            return Err(fail(RedirectReason::UnauthorizedClient));
+        }
+        let state = match get("state") {
+            None => return Err(fail(RedirectReason::Missing("state"))),
+            Some(s) if s.len() > MAX_STATE_LEN => return Err(fail(RedirectReason::TooLong)),
+            Some(s) => s.to_owned(),
+        };
+        let scope: ScopeSet = get("scope")
+            .ok_or_else(|| fail(RedirectReason::Missing("scope")))?
+            .parse()
+            .map_err(|_| fail(RedirectReason::InvalidScope))?;
+        let audience = get("aud").or_else(|| get("resource"));
+        match audience {
+            None => return Err(fail(RedirectReason::Missing("aud"))),
+            Some(aud) if aud != self.config.fhir_base_url => {
+                return Err(fail(RedirectReason::WrongAudience));
+            }
+            Some(_) => {}
+        }
+        let challenge = get("code_challenge");
+        pkce::check_challenge(challenge, get("code_challenge_method"))
+            .map_err(|e| fail(RedirectReason::Pkce(e)))?;
+        let nonce = get("nonce");
+        if nonce.is_some_and(|n| n.len() > MAX_STATE_LEN) {
+            return Err(fail(RedirectReason::TooLong));
+        }
+        Ok(AuthorizeRequest {
+            client,
+            redirect_uri: redirect_uri.to_owned(),
+            scope,
+            state,
+            code_challenge: challenge.unwrap_or_default().to_owned(),
+            nonce: nonce.map(str::to_owned),
+            launch: get("launch").map(str::to_owned),
+            via_post,
+        })
+    }
+
+    /// The user denied (or policy refused): `access_denied` back to the app.
+    pub fn deny(&self, request: &AuthorizeRequest) -> AuthorizeRedirect {
+        let params = [
+            ("error", "access_denied"),
+            ("state", request.state.as_str()),
+        ];
+        redirect_to(&request.redirect_uri, &params, request.via_post)
+    }
+
+    /// The user approved: negotiates the scopes, checks the grant, issues a code and returns
+    /// the redirect carrying it and the app's `state`.
+    pub fn approve(
+        &self,
+        request: &AuthorizeRequest,
+        approval: Approval,
+        now: OffsetDateTime,
+    ) -> Result<AuthorizeRedirect, AuthorizeError> {
+        let fail = |reason| {
+            redirect_error(
+                &request.redirect_uri,
+                Some(&request.state),
+                reason,
+                request.via_post,
+            )
+        };
+        let granted = negotiate(
+            &request.scope,
+            &request.client.allowed_scopes,
+            &approval.approved_scope,
+        )
+        .granted;
+        if granted.is_empty() {
+            return Err(fail(RedirectReason::NothingGranted));
+        }
+        if granted.has_context(Context::Patient) && approval.patient.is_none() {
+            return Err(fail(RedirectReason::MissingPatientContext));
+        }
+        match self.grants.grant_status(&approval.grant_id, now) {
+            GrantStatus::Active(grant)
+                if grant.client_id == request.client.id
+                    && approval
+                        .patient
+                        .as_ref()
+                        .is_none_or(|p| *p == grant.patient) => {}
+            _ => return Err(fail(RedirectReason::GrantNotActive)),
+        }
+        let server = |e| fail(RedirectReason::Server(e));
+        let code = self.random().map_err(server)?;
+        let family_id = self.random().map_err(server)?;
+        let record = CodeRecord {
+            client_id: request.client.id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            code_challenge: request.code_challenge.clone(),
+            family_id,
+            context: GrantContext {
+                grant_id: approval.grant_id,
+                scope: granted,
+                subject: approval.subject,
+                patient: approval.patient,
+                encounter: approval.encounter,
+                fhir_user: approval.fhir_user,
+                fhir_context: approval.fhir_context,
+                need_patient_banner: approval.need_patient_banner,
+                smart_style_url: approval.smart_style_url,
+                intent: approval.intent,
+                tenant: approval.tenant,
+            },
+            nonce: request.nonce.clone(),
+            auth_time: approval.auth_time,
+            expires_at: now + self.config.code_ttl,
+        };
+        self.store
+            .put_code(TokenHash::of(&code), record)
+            .map_err(|e| server(ServerFailure::Store(e)))?;
+        Ok(redirect_to(
+            &request.redirect_uri,
+            &[("code", &code), ("state", &request.state)],
+            request.via_post,
+        ))
+    }
+}

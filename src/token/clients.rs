@@ -1,0 +1,268 @@
+//! Registered clients and how they authenticate.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+use super::jose::{VerifyingKey, b64};
+use crate::ids::ClientId;
+use crate::scope::ScopeSet;
+
+/// A client secret as the client presents it. `Debug` is redacted.
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a presented secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// A fresh random secret: 32 bytes from the OS, base64url (43 characters).
+    pub fn generate() -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).ok()?;
+        Some(Self(b64(&bytes)))
+    }
+
+    /// The secret text (to hand to the client once, at registration).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// A client secret at rest: `SHA-256(salt || secret)` with a random 16-byte salt.
+///
+/// Client secrets are random and high-entropy, so a salted fast hash protects them at rest
+/// without a password KDF's cost on every token request (people's passwords belong in
+/// [`crate::auth`]). Comparison is constant-time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash {
+    salt: [u8; 16],
+    hash: [u8; 32],
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(<redacted>)")
+    }
+}
+
+fn salted(salt: &[u8; 16], secret: &str) -> [u8; 32] {
+    let mut input = Vec::with_capacity(16 + secret.len());
+    input.extend_from_slice(salt);
+    input.extend_from_slice(secret.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, &input).as_ref());
+    out
+}
+
+impl SecretHash {
+    /// Hashes `secret` with a fresh salt. `None` only if the OS random source fails.
+    pub fn new(secret: &ClientSecret) -> Option<Self> {
+        let mut salt = [0u8; 16];
+        SystemRandom::new().fill(&mut salt).ok()?;
+        Some(Self {
+            salt,
+            hash: salted(&salt, &secret.0),
+        })
+    }
+
+    /// Rebuilds a stored hash from its parts (as written by [`Self::to_parts`]).
+    pub fn from_parts(salt: [u8; 16], hash: [u8; 32]) -> Self {
+        Self { salt, hash }
+    }
+
+    /// Salt and hash, for storage.
+    pub fn to_parts(&self) -> ([u8; 16], [u8; 32]) {
+        (self.salt, self.hash)
+    }
+
+    /// Whether `candidate` is the secret, compared in constant time.
+    pub fn verify(&self, candidate: &str) -> bool {
+        salted(&self.salt, candidate).ct_eq(&self.hash).into()
+    }
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// Public client (browser or native app): sends `client_id`, proves nothing but PKCE.
+    Public,
+    /// `client_secret_basic` (or `client_secret_post`): a shared secret, stored hashed.
+    Secret(SecretHash),
+    /// `private_key_jwt`: a signed client assertion.
+    PrivateKeyJwt {
+        /// The client's public keys (registered directly, or fetched by the host from
+        /// `jwks_uri`, honouring its `Cache-Control`, and kept here).
+        keys: Vec<VerifyingKey>,
+        /// The registered JWKS URL; an assertion's `jku` header must equal it.
+        jwks_uri: Option<String>,
+    },
+}
+
+impl ClientAuth {
+    /// Whether this is a confidential client.
+    pub fn is_confidential(&self) -> bool {
+        !matches!(self, ClientAuth::Public)
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client id.
+    pub id: ClientId,
+    /// Display name for consent screens.
+    pub name: String,
+    /// How it authenticates.
+    pub auth: ClientAuth,
+    /// Exact redirect URIs (compared byte for byte).
+    pub redirect_uris: Vec<String>,
+    /// The most it may ever be granted (for backend services: its pre-authorisation).
+    pub allowed_scopes: ScopeSet,
+    /// May use the authorization-code flow (and refresh tokens when granted).
+    pub authorization_code: bool,
+    /// May use `client_credentials` (backend services; requires `private_key_jwt`).
+    pub client_credentials: bool,
+}
+
+impl Client {
+    /// A public app using the authorization-code flow.
+    pub fn public(id: ClientId, redirect_uris: Vec<String>, allowed_scopes: ScopeSet) -> Self {
+        Self {
+            name: id.to_string(),
+            id,
+            auth: ClientAuth::Public,
+            redirect_uris,
+            allowed_scopes,
+            authorization_code: true,
+            client_credentials: false,
+        }
+    }
+
+    /// A confidential app with a shared secret.
+    pub fn confidential(
+        id: ClientId,
+        secret: SecretHash,
+        redirect_uris: Vec<String>,
+        allowed_scopes: ScopeSet,
+    ) -> Self {
+        Self {
+            auth: ClientAuth::Secret(secret),
+            ..Self::public(id, redirect_uris, allowed_scopes)
+        }
+    }
+
+    /// A confidential app using `private_key_jwt` and the authorization-code flow.
+    pub fn asymmetric(
+        id: ClientId,
+        keys: Vec<VerifyingKey>,
+        jwks_uri: Option<String>,
+        redirect_uris: Vec<String>,
+        allowed_scopes: ScopeSet,
+    ) -> Self {
+        Self {
+            auth: ClientAuth::PrivateKeyJwt { keys, jwks_uri },
+            ..Self::public(id, redirect_uris, allowed_scopes)
+        }
+    }
+
+    /// A backend-services client: `client_credentials` with `private_key_jwt`, pre-authorised
+    /// for `allowed_scopes` (typically `system/…`).
+    pub fn backend(
+        id: ClientId,
+        keys: Vec<VerifyingKey>,
+        jwks_uri: Option<String>,
+        allowed_scopes: ScopeSet,
+    ) -> Self {
+        Self {
+            authorization_code: false,
+            client_credentials: true,
+            ..Self::asymmetric(id, keys, jwks_uri, Vec::new(), allowed_scopes)
+        }
+    }
+
+    /// Whether `uri` is registered, by exact comparison.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+}
+
+/// Where clients are registered.
+pub trait ClientRegistry: Send + Sync {
+    /// The client with this id, if registered.
+    fn client(&self, id: &ClientId) -> Option<Arc<Client>>;
+}
+
+impl<R: ClientRegistry + ?Sized> ClientRegistry for Arc<R> {
+    fn client(&self, id: &ClientId) -> Option<Arc<Client>> {
+        (**self).client(id)
+    }
+}
+
+/// The in-memory [`ClientRegistry`].
+#[derive(Debug, Default)]
+pub struct InMemoryClientRegistry {
+    clients: RwLock<HashMap<ClientId, Arc<Client>>>,
+}
+
+impl InMemoryClientRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) a client.
+    pub fn register(&self, client: Client) {
+        let mut map = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(client.id.clone(), Arc::new(client));
+    }
+
+    /// Removes a client.
+    pub fn remove(&self, id: &ClientId) {
+        let mut map = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+}
+
+impl ClientRegistry for InMemoryClientRegistry {
+    fn client(&self, id: &ClientId) -> Option<Arc<Client>> {
+        let map = self.clients.read().unwrap_or_else(|p| p.into_inner());
+        map.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_hash_verifies_only_the_secret_and_is_salted() {
+        let secret = ClientSecret::generate().unwrap();
+        assert_eq!(secret.expose().len(), 43);
+        let a = SecretHash::new(&secret).unwrap();
+        let b = SecretHash::new(&secret).unwrap();
+        assert_ne!(a, b, "fresh salt each time");
+        assert!(a.verify(secret.expose()));
+        assert!(!a.verify("wrong"));
+        assert!(!a.verify(""));
+        let (salt, hash) = a.to_parts();
+        assert!(SecretHash::from_parts(salt, hash).verify(secret.expose()));
+        assert_eq!(
+            format!("{secret:?} {a:?}"),
+            "ClientSecret(<redacted>) SecretHash(<redacted>)"
+        );
+    }
+}

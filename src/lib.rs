@@ -108,6 +108,7 @@ pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
 // --- pub use: audit (issue 7) ---
+pub use audit::{AuditLog, AuditRecord, AuditSink, ChainHead, FileSink, KeyRing, Verifier};
 
 // --- pub use: middleware / tls (issue 8) ---
 

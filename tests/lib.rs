@@ -23,5 +23,6 @@ mod common;
 // --- tests: sanitize / integrity (issue 6) ---
 
 // --- tests: audit (issue 7) ---
+mod audit;
 
 // --- tests: auth (issue 9) ---

@@ -84,6 +84,9 @@ pub mod audit;
 #[cfg(feature = "tower")]
 pub mod middleware;
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 // --- modules: auth (issue 9) ---
 pub mod auth;
 
@@ -111,5 +114,7 @@ pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 pub use audit::{AuditLog, AuditRecord, AuditSink, ChainHead, FileSink, KeyRing, Verifier};
 
 // --- pub use: middleware / tls (issue 8) ---
+#[cfg(feature = "tls")]
+pub use tls::{Hsts, TlsConfigError, TlsServerConfigBuilder};
 
 // --- pub use: auth (issue 9) ---

@@ -25,4 +25,8 @@ mod common;
 // --- tests: audit (issue 7) ---
 mod audit;
 
+// --- tests: middleware / tls (issue 8) ---
+#[cfg(feature = "tls")]
+mod tls;
+
 // --- tests: auth (issue 9) ---

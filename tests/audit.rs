@@ -649,7 +649,7 @@ fn identifier_types_refuse_free_text() {
     assert!(ResourceId::new("1/../2").is_err());
     assert!(ParamName::new("name=Smith").is_err());
     assert!(ParamName::new("birthdate").is_ok());
-    assert!(KeyId::new(&"k".repeat(33)).is_err());
+    assert!(KeyId::new("k".repeat(33)).is_err());
     // Times are UTC.
     let line = serde_json::json!({
         "time": "2026-11-24T10:00:00+01:00", "event": "rest-access", "outcome": "success"

@@ -246,7 +246,16 @@ struct RawLine<'a> {
 /// added whitespace, an extra field) cannot verify anyway and is refused here.
 fn split_line(line: &[u8]) -> Option<RawLine<'_>> {
     fn hex32(rest: &[u8]) -> Option<(Digest, &[u8])> {
-        let digest = Digest::from_hex(std::str::from_utf8(rest.get(..64)?).ok()?)?;
+        // Lowercase only: the written form is lowercase, and accepting `A` for `a` would let a
+        // line change without its MAC noticing.
+        let hex = rest.get(..64)?;
+        if !hex
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
+            return None;
+        }
+        let digest = Digest::from_hex(std::str::from_utf8(hex).ok()?)?;
         Some((digest, &rest[64..]))
     }
     let rest = line.strip_prefix(b"{\"seq\":")?;
@@ -837,5 +846,55 @@ impl<'k> Verifier<'k> {
             key_ids: self.key_ids,
             torn_tail: self.torn_tail,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{AuditTime, EventKind, Outcome};
+
+    fn ring() -> KeyRing {
+        KeyRing::new(KeyId::new("k1").unwrap(), &[9u8; 32]).unwrap()
+    }
+
+    fn record() -> AuditRecord {
+        let time = AuditTime::new(time::macros::datetime!(2026-11-24 10:00:00.000123 UTC)).unwrap();
+        AuditRecord::new(time, EventKind::ConsentRevoked, Outcome::Success)
+    }
+
+    #[test]
+    fn digest_hex_round_trips() {
+        let d = Digest([0xab; 32]);
+        assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(Digest::from_hex("ab"), None);
+        assert_eq!(Digest::from_hex(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn a_sealed_line_round_trips_and_verifies() {
+        let mut chain = Chain::new(ring(), ChainHead::GENESIS);
+        let sealed = chain.append(record());
+        let line = sealed.to_json_line();
+        let parsed = SealedRecord::from_json_line(&line).unwrap();
+        assert_eq!(parsed, sealed);
+        assert!(parsed.mac_verifies(&ring()));
+        assert_eq!(parsed.to_json_line(), line);
+        assert_eq!(chain.head(), sealed.head_after());
+    }
+
+    #[test]
+    fn the_strict_line_shape_is_required() {
+        let mut chain = Chain::new(ring(), ChainHead::GENESIS);
+        let line = String::from_utf8(chain.append(record()).to_json_line()).unwrap();
+        let line = line.trim_end();
+        assert!(split_line(line.as_bytes()).is_some());
+        // Uppercase hex, leading zeros, spaces, reordered keys: all refused.
+        let zeros = "0".repeat(64);
+        let upper = line.replacen(&zeros, &format!("{}A", &zeros[1..]), 1);
+        assert!(split_line(upper.as_bytes()).is_none());
+        assert!(split_line(line.replacen("{\"seq\":0", "{\"seq\":00", 1).as_bytes()).is_none());
+        assert!(split_line(line.replacen(",\"prev\"", ", \"prev\"", 1).as_bytes()).is_none());
+        assert!(split_line(b"{\"prev\":\"\",\"seq\":0}").is_none());
     }
 }

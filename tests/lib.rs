@@ -15,12 +15,14 @@ mod common;
 // --- tests: scope (issue 2) ---
 
 // --- tests: category / enforce (issue 3) ---
+mod category;
 
 // --- tests: token / oidc (issue 4) ---
 
 // --- tests: consent (issue 5) ---
 
 // --- tests: sanitize / integrity (issue 6) ---
+mod sanitize;
 
 // --- tests: audit (issue 7) ---
 mod audit;
@@ -30,3 +32,4 @@ mod audit;
 mod tls;
 
 // --- tests: auth (issue 9) ---
+mod auth;

@@ -18,6 +18,7 @@ mod common;
 mod category;
 
 // --- tests: token / oidc (issue 4) ---
+mod token;
 
 // --- tests: consent (issue 5) ---
 

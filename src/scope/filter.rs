@@ -34,8 +34,10 @@ pub struct TokenValue<'a> {
 impl Filter {
     /// A filter `name=values[0],values[1],…`.
     ///
-    /// The name must be a plain search parameter name (`A-Z a-z 0-9 _ -`); known code-system
-    /// typos in the values are repaired. Fails on an empty name, no values or an empty value.
+    /// The name must be a plain search parameter name (`A-Z a-z 0-9 _ -`). Each value is one
+    /// FHIR-escaped alternative: a literal comma must be written `\,`, and a `\` must escape
+    /// something. Known code-system typos in the values are repaired. Fails on an empty name, no
+    /// values, an empty value, or a value with an unescaped `,` or a dangling `\`.
     pub fn new<I, S>(name: &str, values: I) -> Result<Filter, ScopeError>
     where
         I: IntoIterator<Item = S>,
@@ -47,6 +49,9 @@ impl Filter {
             let v: String = v.into();
             if v.is_empty() {
                 return Err(QueryError::EmptyValue.into());
+            }
+            if !is_one_alternative(&v) {
+                return Err(QueryError::BadEscape.into());
             }
             out.push(errata::canonical_token_value(&v).unwrap_or(v));
         }
@@ -137,6 +142,21 @@ pub(crate) fn split_token(value: &str) -> (Option<&str>, &str) {
     (None, value)
 }
 
+/// Whether `v` is a single FHIR-escaped alternative: no unescaped `,`, no dangling `\`.
+fn is_one_alternative(v: &str) -> bool {
+    let bytes = v.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' if i + 1 >= bytes.len() => return false,
+            b'\\' => i += 2,
+            b',' => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 /// Parses the text after `?` into filters.
 pub(crate) fn parse_query(q: &str, opts: &ParseOptions) -> Result<Vec<Filter>, ScopeError> {
     if q.is_empty() {
@@ -200,7 +220,8 @@ fn split_alternatives(value: &str, max: usize) -> Result<Vec<String>, ScopeError
     loop {
         let at = bytes.get(i).copied();
         match at {
-            Some(b'\\') => i = (i + 2).min(bytes.len()),
+            Some(b'\\') if i + 1 >= bytes.len() => return Err(QueryError::BadEscape.into()),
+            Some(b'\\') => i += 2,
             Some(b',') | None => {
                 let alt = value.get(start..i).unwrap_or("");
                 if alt.is_empty() {
@@ -314,6 +335,16 @@ mod tests {
         let f = q("code=a%26b%20c%25").unwrap();
         assert_eq!(f[0].values().next(), Some("a&b c%"));
         assert_eq!(f[0].to_string(), "code=a%26b%20c%25");
+        assert_eq!(q("code=a%5C"), Err(QueryError::BadEscape.into()));
+        assert_eq!(
+            Filter::new("code", ["a,b"]),
+            Err(QueryError::BadEscape.into())
+        );
+        assert_eq!(
+            Filter::new("code", ["a\\"]),
+            Err(QueryError::BadEscape.into())
+        );
+        assert!(Filter::new("code", ["a\\,b"]).is_ok());
         let f = q("code=a%5C,b").unwrap();
         assert_eq!(f[0].values().collect::<Vec<_>>(), ["a\\,b"]);
         assert_eq!(f[0].to_string(), "code=a%5C,b");

@@ -24,6 +24,18 @@ fn bench(c: &mut Criterion) {
     let set: ScopeSet = text.parse().unwrap_or_default();
     assert_eq!(set.len(), 12);
 
+    // Floor for comparison on a busy machine: split the same string into 12 owned Strings.
+    c.bench_function("scope/baseline_split_12", |b| {
+        b.iter(|| {
+            black_box(
+                black_box(text.as_str())
+                    .split(' ')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<String>>(),
+            )
+        })
+    });
     c.bench_function("scope/parse_12", |b| {
         b.iter(|| black_box(black_box(text.as_str()).parse::<ScopeSet>()))
     });

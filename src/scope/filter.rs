@@ -9,6 +9,7 @@
 //! `%x21 / %x23-5B / %x5D-7E`) plus the query's own delimiters (`%`, `&`, and `=` in names), so
 //! `|`, `:` and `/` appear raw, as in every scope the guide and US Core print.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use super::error::{ExperimentalFeature, QueryError, ScopeError};
@@ -181,11 +182,14 @@ pub(crate) fn parse_query(q: &str, opts: &ParseOptions) -> Result<Vec<Filter>, S
         check_name(&name, opts.experimental_filters)?;
         let value = percent_decode(raw_value)?;
         let values = if name == "_filter" {
-            vec![value]
+            vec![value.into_owned()]
         } else {
             split_alternatives(&value, opts.limits.max_values)?
         };
-        filters.push(Filter { name, values });
+        filters.push(Filter {
+            name: name.into_owned(),
+            values,
+        });
     }
     Ok(filters)
 }
@@ -244,9 +248,10 @@ fn split_alternatives(value: &str, max: usize) -> Result<Vec<String>, ScopeError
 }
 
 /// Strict percent-decoding: `%` must be followed by two hex digits, the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, QueryError> {
+/// Borrows when there is nothing to decode (the common case).
+fn percent_decode(s: &str) -> Result<Cow<'_, str>, QueryError> {
     if !s.contains('%') {
-        return Ok(s.to_owned());
+        return Ok(Cow::Borrowed(s));
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -265,7 +270,9 @@ fn percent_decode(s: &str) -> Result<String, QueryError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| QueryError::NotUtf8)
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -23,6 +23,7 @@
 //! | [`consent`] | right-of-access request, grant lifecycle, revocation, stores |
 //! | [`audit`] | AuditEvent-shaped records, keyed hash chain, sinks |
 //! | [`auth`] | password hashing and policy, TOTP, risk-based step-up, throttling |
+//! | [`abuse`] | rate limits per client, grant, patient and address; anomaly signals |
 //! | [`clock`] | time as a dependency, so expiry is testable without sleeping |
 //! | [`ids`] | validated identifiers shared by every component |
 //!
@@ -87,6 +88,8 @@ pub mod middleware;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub mod abuse;
+
 // --- modules: auth (issue 9) ---
 pub mod auth;
 
@@ -105,6 +108,8 @@ pub use scope::{
 };
 
 // --- pub use: category / enforce (issue 3) ---
+pub use category::{CategoryRegistry, Classification};
+pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, ScopeContext};
 
 // --- pub use: token / oidc (issue 4) ---
 
@@ -114,10 +119,18 @@ pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
+pub use fhir::{OperationOutcome, PublicError, PublicProblem, RejectionReason, error_response};
+
+pub use sanitize::{
+    RedirectUri, SanitizeError, SanitizedRequest, Sanitizer, SanitizerConfig, SecurityHeaders,
+};
+
 // --- pub use: audit (issue 7) ---
 
 // --- pub use: middleware / tls (issue 8) ---
 #[cfg(feature = "tls")]
 pub use tls::{Hsts, TlsConfigError, TlsServerConfigBuilder};
+
+pub use abuse::{AnomalyDetector, RateLimitDecision, RateLimitPolicy, RateLimiter};
 
 // --- pub use: auth (issue 9) ---

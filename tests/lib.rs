@@ -16,12 +16,15 @@ mod common;
 mod scope;
 
 // --- tests: category / enforce (issue 3) ---
+mod category;
 
 // --- tests: token / oidc (issue 4) ---
+mod token;
 
 // --- tests: consent (issue 5) ---
 
 // --- tests: sanitize / integrity (issue 6) ---
+mod sanitize;
 
 // --- tests: audit (issue 7) ---
 
@@ -30,3 +33,4 @@ mod scope;
 mod tls;
 
 // --- tests: auth (issue 9) ---
+mod auth;

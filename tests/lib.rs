@@ -13,6 +13,7 @@
 mod common;
 
 // --- tests: scope (issue 2) ---
+mod scope;
 
 // --- tests: category / enforce (issue 3) ---
 mod category;

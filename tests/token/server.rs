@@ -60,7 +60,8 @@ fn authorize_get_and_post_both_issue_a_code_with_state_echoed() {
 #[test]
 fn authorize_unknown_client_and_bad_redirect_render_instead_of_redirecting() {
     let h = harness();
-    let cases: [(&[(&str, &str)], &str, RenderReason); 4] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, RenderReason);
+    let cases: [Case<'_>; 4] = [
         (&[], "nobody", RenderReason::UnknownClient),
         (
             &[("client_id", "")],
@@ -941,7 +942,7 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
         header::AUTHORIZATION,
         format!("Bearer {}", ok.access_token).parse().unwrap(),
     );
-    assert_eq!(h.server.introspect(&request, START).unwrap().active, true);
+    assert!(h.server.introspect(&request, START).unwrap().active);
 }
 
 #[test]

@@ -24,6 +24,8 @@ mod category;
 // --- tests: sanitize / integrity (issue 6) ---
 mod sanitize;
 
+mod integrity;
+
 // --- tests: audit (issue 7) ---
 
 // --- tests: middleware / tls (issue 8) ---

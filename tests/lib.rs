@@ -13,11 +13,13 @@
 mod common;
 
 // --- tests: scope (issue 2) ---
+mod scope;
 
 // --- tests: category / enforce (issue 3) ---
 mod category;
 
 // --- tests: token / oidc (issue 4) ---
+mod token;
 
 // --- tests: consent (issue 5) ---
 
@@ -27,6 +29,7 @@ mod sanitize;
 mod integrity;
 
 // --- tests: audit (issue 7) ---
+mod audit;
 
 // --- tests: middleware / tls (issue 8) ---
 #[cfg(feature = "tls")]

@@ -108,6 +108,8 @@ pub use scope::{
 };
 
 // --- pub use: category / enforce (issue 3) ---
+pub use category::{CategoryRegistry, Classification};
+pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, ScopeContext};
 
 // --- pub use: token / oidc (issue 4) ---
 
@@ -116,6 +118,12 @@ pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
 
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
+
+pub use fhir::{OperationOutcome, PublicError, PublicProblem, RejectionReason, error_response};
+
+pub use sanitize::{
+    RedirectUri, SanitizeError, SanitizedRequest, Sanitizer, SanitizerConfig, SecurityHeaders,
+};
 
 // --- pub use: audit (issue 7) ---
 

@@ -15,12 +15,15 @@ mod common;
 // --- tests: scope (issue 2) ---
 
 // --- tests: category / enforce (issue 3) ---
+mod category;
 
 // --- tests: token / oidc (issue 4) ---
+mod token;
 
 // --- tests: consent (issue 5) ---
 
 // --- tests: sanitize / integrity (issue 6) ---
+mod sanitize;
 
 // --- tests: audit (issue 7) ---
 

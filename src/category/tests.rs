@@ -1,0 +1,236 @@
+use serde_json::json;
+
+use super::*;
+use crate::enforce::{Permissions, ResourceGrant, ScopeContext};
+use crate::ids::CategoryId;
+
+fn id(s: &str) -> CategoryId {
+    CategoryId::new(s).unwrap()
+}
+
+fn ids(c: &Classification) -> Vec<&str> {
+    c.categories().iter().map(CategoryId::as_str).collect()
+}
+
+fn obs(category: (&str, &str), code: (&str, &str)) -> serde_json::Value {
+    json!({
+        "resourceType": "Observation",
+        "category": [{"coding": [{"system": category.0, "code": category.1}]}],
+        "code": {"coding": [{"system": code.0, "code": code.1}]}
+    })
+}
+
+#[test]
+fn shipped_registry_is_valid() {
+    let reg = CategoryRegistry::from_json(CategoryRegistry::default_json()).unwrap();
+    assert_eq!(reg.version(), "2026.11.0");
+    for required in [
+        "demographics",
+        "smoking-status",
+        "problems",
+        "health-concerns",
+        "encounter-diagnoses",
+        "medications",
+        "allergies",
+        "laboratory",
+        "vital-signs",
+        "procedures",
+        "care-team",
+        "immunizations",
+        "implantable-devices",
+        "assessment-and-plan",
+        "goals",
+        "clinical-notes",
+        "social-history",
+    ] {
+        let c = reg
+            .get(&id(required))
+            .unwrap_or_else(|| panic!("{required} missing"));
+        assert!(
+            !c.label.is_empty() && c.description.len() > 20,
+            "{required} needs plain words"
+        );
+        assert!(!c.scopes.is_empty(), "{required} needs scopes");
+    }
+}
+
+#[test]
+fn smoking_status_by_code_even_without_category() {
+    let reg = CategoryRegistry::default_registry();
+    let r4 = obs(
+        (
+            "http://terminology.hl7.org/CodeSystem/observation-category",
+            "social-history",
+        ),
+        ("http://loinc.org", "72166-2"),
+    );
+    assert_eq!(
+        ids(&reg.classify(&r4).unwrap()),
+        ["smoking-status", "social-history"]
+    );
+    // Old Synthea: smoking coded under `survey`; US Core 7 codes.
+    for (system, code) in [
+        ("http://loinc.org", "72166-2"),
+        ("http://loinc.org", "11367-0"),
+        ("http://snomed.info/sct", "401201003"),
+        ("http://snomed.info/sct", "782516008"),
+    ] {
+        let r = obs(
+            (
+                "http://terminology.hl7.org/CodeSystem/observation-category",
+                "survey",
+            ),
+            (system, code),
+        );
+        assert_eq!(ids(&reg.classify(&r).unwrap()), ["smoking-status"]);
+    }
+}
+
+#[test]
+fn dstu2_systems_and_known_typos_are_recognised() {
+    let reg = CategoryRegistry::default_registry();
+    let loinc = ("http://loinc.org", "8867-4");
+    for system in [
+        "http://terminology.hl7.org/CodeSystem/observation-category",
+        "http://hl7.org/fhir/observation-category",
+        "http://terminology.hl7.org//CodeSystem-observation-category",
+        "http://terminology.hl7.org/3.1.0/CodeSystem-observation-category.html",
+        " http://terminology.hl7.org/CodeSystem/observation-category/ ",
+    ] {
+        let r = obs((system, "vital-signs"), loinc);
+        assert_eq!(ids(&reg.classify(&r).unwrap()), ["vital-signs"], "{system}");
+    }
+    let dr = json!({"resourceType": "DiagnosticReport",
+        "category": {"coding": [{"system": "http://hl7.org/fhir/v2/0074", "code": "LAB"}]}});
+    assert_eq!(ids(&reg.classify(&dr).unwrap()), ["laboratory"]);
+    let careteam = json!({"resourceType": "CarePlan",
+        "category": [{"coding": [{"system": "http://argonaut.hl7.org", "code": "careteam"}]}]});
+    assert_eq!(ids(&reg.classify(&careteam).unwrap()), ["care-team"]);
+    let concern = json!({"resourceType": "Condition",
+        "category": {"coding": [{"system": "http://argonaut.hl7.org", "code": "additional-concern"}]}});
+    assert_eq!(ids(&reg.classify(&concern).unwrap()), ["health-concerns"]);
+}
+
+#[test]
+fn uncategorised_buckets_and_supporting_types() {
+    let reg = CategoryRegistry::default_registry();
+    let cond = json!({"resourceType": "Condition"});
+    assert_eq!(ids(&reg.classify(&cond).unwrap()), ["other-condition"]);
+    let coverage = json!({"resourceType": "Coverage"});
+    assert_eq!(ids(&reg.classify(&coverage).unwrap()), ["other-coverage"]);
+    let (label, _) = reg.describe(&id("other-coverage")).unwrap();
+    assert_eq!(label, "Other records (coverage)");
+    let prac = json!({"resourceType": "Practitioner"});
+    let c = reg.classify(&prac).unwrap();
+    assert!(matches!(c.membership, Membership::Supporting(ref s) if s.with == ["*"]));
+    let med = reg
+        .classify(&json!({"resourceType": "Medication"}))
+        .unwrap();
+    assert!(matches!(med.membership, Membership::Supporting(ref s) if s.with == ["medications"]));
+}
+
+#[test]
+fn bytes_and_value_agree() {
+    let reg = CategoryRegistry::default_registry();
+    let r = obs(
+        (
+            "http://terminology.hl7.org/CodeSystem/observation-category",
+            "laboratory",
+        ),
+        ("http://loinc.org", "2339-0"),
+    );
+    let bytes = serde_json::to_vec(&r).unwrap();
+    assert_eq!(
+        reg.classify_bytes(&bytes).unwrap(),
+        reg.classify(&r).unwrap()
+    );
+    assert_eq!(reg.classify_bytes(b"[1]"), Err(ClassifyError::NotJson));
+    assert_eq!(
+        reg.classify_bytes(b"{\"a\":1}"),
+        Err(ClassifyError::NoResourceType)
+    );
+    assert_eq!(
+        reg.classify_bytes(b"{\"resourceType\":\"Goal\"} x"),
+        Err(ClassifyError::NotJson)
+    );
+}
+
+#[test]
+fn host_registries_are_validated() {
+    let base: serde_json::Value = serde_json::from_str(CategoryRegistry::default_json()).unwrap();
+    let mut typo = base.clone();
+    typo["categories"][0]["rulez"] = json!([]);
+    assert!(matches!(
+        CategoryRegistry::from_json(&typo.to_string()),
+        Err(RegistryError::Parse(_))
+    ));
+    let mut dup = base.clone();
+    dup["categories"][1]["id"] = json!("demographics");
+    assert!(matches!(
+        CategoryRegistry::from_json(&dup.to_string()),
+        Err(RegistryError::DuplicateCategory { .. })
+    ));
+    let mut bad = base.clone();
+    bad["format"] = json!("v0");
+    assert!(matches!(
+        CategoryRegistry::from_json(&bad.to_string()),
+        Err(RegistryError::UnsupportedFormat { .. })
+    ));
+    let mut conflict = base;
+    conflict["supporting"]["types"][0]["resourceType"] = json!("Observation");
+    assert!(matches!(
+        CategoryRegistry::from_json(&conflict.to_string()),
+        Err(RegistryError::SupportingConflict { .. })
+    ));
+}
+
+#[test]
+fn categories_to_scopes_and_back() {
+    let reg = CategoryRegistry::default_registry();
+    let chosen = [id("vital-signs"), id("laboratory")];
+    let scopes = reg.scopes_for(&chosen, ScopeContext::Patient);
+    let text: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    assert!(text.contains(&"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs".to_owned()));
+    assert!(text.contains(&"patient/DiagnosticReport.rs?category=http://terminology.hl7.org/CodeSystem/v2-0074|LAB".to_owned()));
+    assert!(text.contains(&"patient/Practitioner.rs".to_owned()));
+    assert!(!text.iter().any(|s| s.starts_with("patient/Medication.")));
+    let back = reg.categories_for(&scopes);
+    assert_eq!(
+        back.into_iter().collect::<Vec<_>>(),
+        chosen.iter().rev().cloned().collect::<Vec<_>>()
+    );
+
+    // A whole-type scope expresses every category and bucket of that type.
+    let obs_all = ResourceGrant::new(
+        ScopeContext::Patient,
+        crate::fhir::ResourceType::new("Observation").unwrap(),
+        Permissions::READ_SEARCH,
+    );
+    let all = reg.categories_for(&[obs_all]);
+    for c in [
+        "vital-signs",
+        "smoking-status",
+        "social-history",
+        "other-observation",
+    ] {
+        assert!(all.contains(&id(c)), "{c}");
+    }
+    // Lab results also need the DiagnosticReport scope.
+    assert!(!all.contains(&id("laboratory")));
+    assert!(!all.contains(&id("clinical-notes")));
+
+    // The typo'd social-history system in a granted scope still maps back.
+    let typo = ResourceGrant::new(
+        ScopeContext::Patient,
+        crate::fhir::ResourceType::new("Observation").unwrap(),
+        Permissions::READ_SEARCH,
+    )
+    .with_constraint(
+        "category",
+        "http://terminology.hl7.org//CodeSystem-observation-category|social-history",
+    );
+    assert_eq!(
+        reg.categories_for(&[typo]).into_iter().collect::<Vec<_>>(),
+        [id("social-history")]
+    );
+}

@@ -1,0 +1,464 @@
+//! Sanitizer configuration: base path, resource-type allow-list, parameter table, operations,
+//! limits and lenient handling. Defaults are the safe choice; every widening is explicit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::table::{ParamDef, ParamTable, ParamType};
+
+/// The FHIR R4 (4.0.1) resource types. The allow-list can only ever hold names from here.
+pub const R4_RESOURCE_TYPES: &[&str] = &[
+    "Account",
+    "ActivityDefinition",
+    "AdverseEvent",
+    "AllergyIntolerance",
+    "Appointment",
+    "AppointmentResponse",
+    "AuditEvent",
+    "Basic",
+    "Binary",
+    "BiologicallyDerivedProduct",
+    "BodyStructure",
+    "Bundle",
+    "CapabilityStatement",
+    "CarePlan",
+    "CareTeam",
+    "CatalogEntry",
+    "ChargeItem",
+    "ChargeItemDefinition",
+    "Claim",
+    "ClaimResponse",
+    "ClinicalImpression",
+    "CodeSystem",
+    "Communication",
+    "CommunicationRequest",
+    "CompartmentDefinition",
+    "Composition",
+    "ConceptMap",
+    "Condition",
+    "Consent",
+    "Contract",
+    "Coverage",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
+    "DetectedIssue",
+    "Device",
+    "DeviceDefinition",
+    "DeviceMetric",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentManifest",
+    "DocumentReference",
+    "EffectEvidenceSynthesis",
+    "Encounter",
+    "Endpoint",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
+    "EpisodeOfCare",
+    "EventDefinition",
+    "Evidence",
+    "EvidenceVariable",
+    "ExampleScenario",
+    "ExplanationOfBenefit",
+    "FamilyMemberHistory",
+    "Flag",
+    "Goal",
+    "GraphDefinition",
+    "Group",
+    "GuidanceResponse",
+    "HealthcareService",
+    "ImagingStudy",
+    "Immunization",
+    "ImmunizationEvaluation",
+    "ImmunizationRecommendation",
+    "ImplementationGuide",
+    "InsurancePlan",
+    "Invoice",
+    "Library",
+    "Linkage",
+    "List",
+    "Location",
+    "Measure",
+    "MeasureReport",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationKnowledge",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicinalProduct",
+    "MedicinalProductAuthorization",
+    "MedicinalProductContraindication",
+    "MedicinalProductIndication",
+    "MedicinalProductIngredient",
+    "MedicinalProductInteraction",
+    "MedicinalProductManufactured",
+    "MedicinalProductPackaged",
+    "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect",
+    "MessageDefinition",
+    "MessageHeader",
+    "MolecularSequence",
+    "NamingSystem",
+    "NutritionOrder",
+    "Observation",
+    "ObservationDefinition",
+    "OperationDefinition",
+    "OperationOutcome",
+    "Organization",
+    "OrganizationAffiliation",
+    "Parameters",
+    "Patient",
+    "PaymentNotice",
+    "PaymentReconciliation",
+    "Person",
+    "PlanDefinition",
+    "Practitioner",
+    "PractitionerRole",
+    "Procedure",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "RelatedPerson",
+    "RequestGroup",
+    "ResearchDefinition",
+    "ResearchElementDefinition",
+    "ResearchStudy",
+    "ResearchSubject",
+    "RiskAssessment",
+    "RiskEvidenceSynthesis",
+    "Schedule",
+    "SearchParameter",
+    "ServiceRequest",
+    "Slot",
+    "Specimen",
+    "SpecimenDefinition",
+    "StructureDefinition",
+    "StructureMap",
+    "Subscription",
+    "Substance",
+    "SubstanceNucleicAcid",
+    "SubstancePolymer",
+    "SubstanceProtein",
+    "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial",
+    "SubstanceSpecification",
+    "SupplyDelivery",
+    "SupplyRequest",
+    "Task",
+    "TerminologyCapabilities",
+    "TestReport",
+    "TestScript",
+    "ValueSet",
+    "VerificationResult",
+    "VisionPrescription",
+];
+
+/// Size and count limits. The defaults suit a read-only patient-access API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request target (path + query), bytes. Default 4096.
+    pub max_url_len: usize,
+    /// Most parameters (query + form), counting every comma alternative. Default 64.
+    pub max_params: usize,
+    /// Longest single decoded value, bytes. Default 1024.
+    pub max_value_len: usize,
+    /// Most request headers. Default 64.
+    pub max_headers: usize,
+    /// Largest total header size (names + values), bytes. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Largest body, bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting (objects + arrays). Default 32.
+    pub max_json_depth: usize,
+    /// Largest `_count`. Default 500.
+    pub max_count: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_url_len: 4096,
+            max_params: 64,
+            max_value_len: 1024,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 32,
+            max_count: 500,
+        }
+    }
+}
+
+/// FHIR's `Prefer: handling=` semantics for parameters the server does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handling {
+    /// Refuse the request (the default).
+    #[default]
+    Strict,
+    /// Strip unknown parameters and unsupported modifiers, and report them
+    /// ([`super::SanitizedRequest::stripped`]) for the audit record. Bad values, duplicates
+    /// that contradict and encoding tricks are refused all the same.
+    Lenient,
+}
+
+/// A FHIR operation the sanitizer recognises, with where it may be invoked and its
+/// parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationDef {
+    /// Whether `[base]/$name` is allowed.
+    pub system: bool,
+    /// Types on which `[base]/[type]/$name` is allowed.
+    pub type_level: BTreeSet<String>,
+    /// Types on which `[base]/[type]/[id]/$name` is allowed.
+    pub instance: BTreeSet<String>,
+    /// Its parameters (by GET query or form).
+    pub params: BTreeMap<String, ParamDef>,
+}
+
+impl OperationDef {
+    /// An operation allowed nowhere and taking no parameters; widen with the builders.
+    pub fn new() -> Self {
+        Self {
+            system: false,
+            type_level: BTreeSet::new(),
+            instance: BTreeSet::new(),
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// Allows `[base]/$name`.
+    #[must_use]
+    pub fn at_system(mut self) -> Self {
+        self.system = true;
+        self
+    }
+
+    /// Allows `[base]/[type]/$name`.
+    #[must_use]
+    pub fn on_type(mut self, t: &str) -> Self {
+        self.type_level.insert(t.to_owned());
+        self
+    }
+
+    /// Allows `[base]/[type]/[id]/$name`.
+    #[must_use]
+    pub fn on_instance(mut self, t: &str) -> Self {
+        self.instance.insert(t.to_owned());
+        self
+    }
+
+    /// Declares a parameter.
+    #[must_use]
+    pub fn param(mut self, name: &str, ty: ParamType) -> Self {
+        self.params.insert(
+            name.to_owned(),
+            ParamDef {
+                ty,
+                targets: Vec::new(),
+            },
+        );
+        self
+    }
+}
+
+impl Default for OperationDef {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a configuration was refused when built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The base path must be `""` or start with `/`, not end with `/`, and hold only
+    /// unreserved characters.
+    #[error("base path must be empty or `/segment[/segment…]` of unreserved characters")]
+    InvalidBasePath,
+    /// A resource type that is not a FHIR R4 resource type.
+    #[error("`{0}` is not a FHIR R4 resource type")]
+    NotAnR4Type(String),
+    /// An operation name outside `[a-zA-Z][a-zA-Z0-9-]{0,63}`.
+    #[error("invalid operation name")]
+    InvalidOperationName,
+    /// A limit of zero (which would refuse everything) or a `_count` maximum above 10 000.
+    #[error("limits must be non-zero and `max_count` at most 10000")]
+    InvalidLimits,
+}
+
+/// The sanitizer's configuration, validated when the [`super::Sanitizer`] is built.
+#[derive(Debug, Clone)]
+pub struct SanitizerConfig {
+    pub(crate) base_path: String,
+    pub(crate) allowed_types: BTreeSet<String>,
+    pub(crate) compartments: BTreeSet<String>,
+    pub(crate) table: ParamTable,
+    pub(crate) operations: BTreeMap<String, OperationDef>,
+    pub(crate) limits: Limits,
+    pub(crate) default_handling: Handling,
+    pub(crate) allow_lenient: bool,
+}
+
+impl Default for SanitizerConfig {
+    fn default() -> Self {
+        Self::us_core("")
+    }
+}
+
+impl SanitizerConfig {
+    /// The safe default for a US Core patient-access API under `base_path` (`"/fhir"`, or
+    /// `""` for the root): the US Core types, the US Core parameter table, `$everything` on
+    /// a Patient, `$docref`, bulk `$export`, strict handling unless the client asks for
+    /// lenient.
+    pub fn us_core(base_path: &str) -> Self {
+        let mut operations = BTreeMap::new();
+        operations.insert(
+            "everything".to_owned(),
+            OperationDef::new()
+                .on_instance("Patient")
+                .param("start", ParamType::Date)
+                .param("end", ParamType::Date)
+                .param("_since", ParamType::Instant)
+                .param("_type", ParamType::TypeName)
+                .param("_count", ParamType::Count),
+        );
+        operations.insert(
+            "docref".to_owned(),
+            OperationDef::new()
+                .on_type("DocumentReference")
+                .param("patient", ParamType::Reference)
+                .param("start", ParamType::Date)
+                .param("end", ParamType::Date)
+                .param("type", ParamType::Token),
+        );
+        operations.insert(
+            "export".to_owned(),
+            OperationDef::new()
+                .at_system()
+                .on_type("Patient")
+                .on_instance("Group")
+                .param("_outputFormat", ParamType::String)
+                .param("_since", ParamType::Instant)
+                .param("_type", ParamType::TypeName),
+        );
+        Self {
+            base_path: base_path.to_owned(),
+            allowed_types: ParamTable::us_core_types().map(str::to_owned).collect(),
+            compartments: BTreeSet::from(["Patient".to_owned()]),
+            table: ParamTable::us_core(),
+            operations,
+            limits: Limits::default(),
+            default_handling: Handling::Strict,
+            allow_lenient: true,
+        }
+    }
+
+    /// Sets the base path.
+    #[must_use]
+    pub fn base_path(mut self, base: &str) -> Self {
+        base.clone_into(&mut self.base_path);
+        self
+    }
+
+    /// Adds a resource type to the allow-list (checked against [`R4_RESOURCE_TYPES`] when
+    /// built).
+    #[must_use]
+    pub fn allow_type(mut self, t: &str) -> Self {
+        self.allowed_types.insert(t.to_owned());
+        self
+    }
+
+    /// Removes a resource type from the allow-list.
+    #[must_use]
+    pub fn deny_type(mut self, t: &str) -> Self {
+        self.allowed_types.remove(t);
+        self
+    }
+
+    /// Replaces the parameter table.
+    #[must_use]
+    pub fn table(mut self, table: ParamTable) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// The parameter table, to extend in place.
+    pub fn table_mut(&mut self) -> &mut ParamTable {
+        &mut self.table
+    }
+
+    /// Declares (or replaces) an operation.
+    #[must_use]
+    pub fn operation(mut self, name: &str, def: OperationDef) -> Self {
+        self.operations.insert(name.to_owned(), def);
+        self
+    }
+
+    /// Replaces the limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The handling used when the client sends no `Prefer: handling=`.
+    #[must_use]
+    pub fn default_handling(mut self, h: Handling) -> Self {
+        self.default_handling = h;
+        self
+    }
+
+    /// Whether a client may ask for lenient handling (default: yes). When not, a request
+    /// for lenient handling is treated as strict, which FHIR allows.
+    #[must_use]
+    pub fn allow_lenient(mut self, allow: bool) -> Self {
+        self.allow_lenient = allow;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.base_path;
+        let base_ok = b.is_empty()
+            || (b.starts_with('/')
+                && !b.ends_with('/')
+                && b.split('/').skip(1).all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg.bytes().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+                        })
+                }));
+        if !base_ok {
+            return Err(ConfigError::InvalidBasePath);
+        }
+        for t in self.allowed_types.iter().chain(&self.compartments) {
+            if !R4_RESOURCE_TYPES.contains(&t.as_str()) {
+                return Err(ConfigError::NotAnR4Type(t.clone()));
+            }
+        }
+        for name in self.operations.keys() {
+            let mut bytes = name.bytes();
+            let ok = name.len() <= 64
+                && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(ConfigError::InvalidOperationName);
+            }
+        }
+        let l = &self.limits;
+        if l.max_url_len == 0
+            || l.max_params == 0
+            || l.max_value_len == 0
+            || l.max_headers == 0
+            || l.max_header_bytes == 0
+            || l.max_json_depth == 0
+            || l.max_count > 10_000
+        {
+            return Err(ConfigError::InvalidLimits);
+        }
+        Ok(())
+    }
+}

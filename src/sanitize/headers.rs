@@ -1,0 +1,122 @@
+//! Response-header hygiene.
+//!
+//! Removes headers that advertise server software and sets the security headers every
+//! response of a PHI-bearing API needs. Apply [`SecurityHeaders::apply`] to every response on
+//! the way out (the middleware does; [`crate::fhir::error_response`] does for errors).
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// What a response carries, which decides its caching and framing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseKind {
+    /// FHIR data, tokens, or anything about a patient: `Cache-Control: no-store`.
+    Phi,
+    /// An HTML page (portal, approval screen): no-store, strict CSP, no framing.
+    Html,
+    /// Public, non-personal data (discovery documents, CapabilityStatement, JWKS).
+    Public,
+}
+
+/// Headers that disclose server software or framework versions; always removed.
+pub const DISCLOSING_HEADERS: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "x-runtime",
+    "x-version",
+    "x-generator",
+    "x-backend-server",
+    "via",
+];
+
+/// The strict Content-Security-Policy for HTML pages: nothing but same-origin scripts,
+/// styles, images and form targets; no plugins, no `<base>` tricks, no framing.
+pub const STRICT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+object-src 'none'; frame-ancestors 'none'";
+
+/// Which security headers to set. The defaults are the safe ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    /// `Strict-Transport-Security` value (`None` disables it, e.g. behind a TLS terminator
+    /// that sets its own).
+    pub hsts: Option<HeaderValue>,
+    /// `Referrer-Policy` value.
+    pub referrer_policy: HeaderValue,
+    /// `Content-Security-Policy` for HTML pages.
+    pub html_csp: HeaderValue,
+}
+
+impl Default for SecurityHeaders {
+    fn default() -> Self {
+        Self {
+            hsts: Some(HeaderValue::from_static(
+                "max-age=63072000; includeSubDomains",
+            )),
+            referrer_policy: HeaderValue::from_static("no-referrer"),
+            html_csp: HeaderValue::from_static(STRICT_CSP),
+        }
+    }
+}
+
+impl SecurityHeaders {
+    /// Removes disclosing headers and sets the security headers for a response of `kind`.
+    pub fn apply(&self, headers: &mut HeaderMap, kind: ResponseKind) {
+        for name in DISCLOSING_HEADERS {
+            headers.remove(*name);
+        }
+        if let Some(hsts) = &self.hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(header::REFERRER_POLICY, self.referrer_policy.clone());
+        match kind {
+            ResponseKind::Phi | ResponseKind::Html => {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            }
+            ResponseKind::Public => {}
+        }
+        if kind == ResponseKind::Html {
+            headers.insert(header::CONTENT_SECURITY_POLICY, self.html_csp.clone());
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(
+                HeaderName::from_static("cross-origin-opener-policy"),
+                HeaderValue::from_static("same-origin"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_disclosure_and_sets_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("server", HeaderValue::from_static("nginx/1.25.3"));
+        h.insert("x-powered-by", HeaderValue::from_static("Express"));
+        SecurityHeaders::default().apply(&mut h, ResponseKind::Html);
+        assert!(h.get("server").is_none());
+        assert!(h.get("x-powered-by").is_none());
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["cache-control"], "no-store");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        let mut p = HeaderMap::new();
+        SecurityHeaders::default().apply(&mut p, ResponseKind::Public);
+        assert!(p.get("cache-control").is_none());
+        assert!(p.get("content-security-policy").is_none());
+        assert!(p.get("strict-transport-security").is_some());
+    }
+}

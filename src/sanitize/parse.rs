@@ -1,0 +1,1081 @@
+//! `http::Request` → [`SanitizedRequest`].
+//!
+//! The checks run cheapest-first and every byte is looked at before anything is decoded:
+//! limits, then the raw characters of the target, then the path (which never needs
+//! percent-encoding, so any `%` in it is refused), then the route, then each parameter
+//! (strict percent-decoding, UTF-8, control characters, double encoding, name, modifier,
+//! typed value, duplicates), then the body (size, media type, JSON depth, shape).
+
+use std::collections::BTreeSet;
+
+use http::{HeaderMap, Method, Request, header};
+
+use crate::fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
+
+use super::config::{ConfigError, Handling, SanitizerConfig};
+use super::error::{SanitizeError, safe_name};
+use super::table::{ParamDef, ParamType};
+use super::value::{TypedValue, ValueCtx, is_valid_id};
+
+/// A `_has:Type:reference:param` clause, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HasClause {
+    /// The type that points at the searched type.
+    pub resource_type: ResourceType,
+    /// Its reference parameter that points back.
+    pub reference: String,
+    /// The parameter on `resource_type` the value applies to.
+    pub param: String,
+}
+
+/// The typed form of one [`SearchParam`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedParam {
+    /// The declared type of the parameter (for `_has`, of its inner parameter).
+    pub ty: ParamType,
+    /// One typed value per comma alternative, in order.
+    pub values: Vec<TypedValue>,
+    /// For `_has`, the parsed clause.
+    pub has: Option<HasClause>,
+}
+
+/// A request that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SanitizedRequest {
+    /// The typed request (shared vocabulary: enforcement and audit consume it).
+    pub request: FhirRequest,
+    /// The typed values, one entry per `request.params` entry, same order.
+    pub typed: Vec<TypedParam>,
+    /// Parameters stripped under lenient handling, with why (for the audit record).
+    pub stripped: Vec<SanitizeError>,
+    /// The handling that applied.
+    pub handling: Handling,
+    /// The parsed JSON body of a create/update/patch/batch/operation, if any.
+    pub body: Option<serde_json::Value>,
+}
+
+/// The request sanitizer. Build once from a [`SanitizerConfig`]; `parse` is `&self` and
+/// allocation-light.
+#[derive(Debug, Clone)]
+pub struct Sanitizer {
+    config: SanitizerConfig,
+}
+
+/// Which parameters an interaction accepts.
+enum ParamScope<'a> {
+    None,
+    /// Read/vread: `_summary`, `_elements`.
+    Read,
+    /// History: `_count`, `_since`, `_at`.
+    History,
+    /// The search table of a type (or the common parameters for `None`).
+    Search(Option<&'a str>),
+    /// An operation's own table.
+    Operation(&'a super::config::OperationDef),
+}
+
+struct Route {
+    interaction: Interaction,
+    resource_type: Option<ResourceType>,
+    id: Option<String>,
+    version_id: Option<String>,
+    compartment: Option<(ResourceType, String)>,
+}
+
+const READ_PARAMS: &[(&str, ParamType)] = &[
+    ("_summary", ParamType::Summary),
+    ("_elements", ParamType::Elements),
+];
+const HISTORY_PARAMS: &[(&str, ParamType)] = &[
+    ("_count", ParamType::Count),
+    ("_since", ParamType::Instant),
+    ("_at", ParamType::Date),
+];
+
+impl Sanitizer {
+    /// Validates `config` and builds the sanitizer.
+    pub fn new(config: SanitizerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SanitizerConfig {
+        &self.config
+    }
+
+    /// Parses and validates a request whose body has been read (`Vec<u8>`, `Bytes`, `&[u8]`,
+    /// `String`…).
+    pub fn parse<B: AsRef<[u8]>>(
+        &self,
+        req: &Request<B>,
+    ) -> Result<SanitizedRequest, SanitizeError> {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        self.parse_parts(req.method(), target, req.headers(), req.body().as_ref())
+    }
+
+    /// Parses a request given as parts, with the raw request target (`/fhir/Patient?x=1`) as
+    /// the server read it. Use this when the target has not been through `http::Uri` (or to
+    /// test targets `http::Uri` would refuse on its own).
+    pub fn parse_parts(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<SanitizedRequest, SanitizeError> {
+        let limits = &self.config.limits;
+        if target.len() > limits.max_url_len {
+            return Err(SanitizeError::UrlTooLong {
+                len: target.len(),
+                max: limits.max_url_len,
+            });
+        }
+        check_headers(headers, limits.max_headers, limits.max_header_bytes)?;
+        if body.len() > limits.max_body_bytes {
+            return Err(SanitizeError::BodyTooLarge {
+                max: limits.max_body_bytes,
+            });
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        check_raw(path, false)?;
+        if let Some(q) = query {
+            check_raw(q, true)?;
+        }
+        if path.contains('%') {
+            return Err(SanitizeError::EncodedPath);
+        }
+        let route = self.route(method, path)?;
+        let handling = self.handling(headers)?;
+
+        // Parameters: the query, plus a form body for POST _search.
+        let mut raw_pairs: Vec<&str> = Vec::new();
+        if let Some(q) = query {
+            raw_pairs.extend(q.split('&').filter(|p| !p.is_empty()));
+        }
+        let is_post_search = *method == Method::POST
+            && matches!(
+                route.interaction,
+                Interaction::SearchType | Interaction::SearchSystem
+            );
+        let form_body;
+        if is_post_search && !body.is_empty() {
+            let ct = media_type(headers)?;
+            if ct.as_deref() != Some("application/x-www-form-urlencoded") {
+                return Err(SanitizeError::UnsupportedMediaType);
+            }
+            form_body = std::str::from_utf8(body).map_err(|_| SanitizeError::InvalidUtf8)?;
+            check_raw(form_body, true)?;
+            raw_pairs.extend(form_body.split('&').filter(|p| !p.is_empty()));
+        }
+        if raw_pairs.len() > limits.max_params {
+            return Err(SanitizeError::TooManyParameters {
+                max: limits.max_params,
+            });
+        }
+
+        let scope = self.param_scope(&route)?;
+        let rtype_name = route.resource_type.as_ref().map(ResourceType::as_str);
+        let (params, typed, stripped) = self.params(&raw_pairs, &scope, rtype_name, handling)?;
+
+        let body_json = if is_post_search {
+            None
+        } else {
+            self.body(method, &route, headers, body)?
+        };
+
+        Ok(SanitizedRequest {
+            request: FhirRequest {
+                interaction: route.interaction,
+                resource_type: route.resource_type,
+                id: route.id,
+                version_id: route.version_id,
+                compartment: route.compartment,
+                params,
+            },
+            typed,
+            stripped,
+            handling,
+            body: body_json,
+        })
+    }
+
+    fn rtype(&self, seg: &str) -> Result<ResourceType, SanitizeError> {
+        if self.config.allowed_types.contains(seg) {
+            ResourceType::new(seg).ok_or(SanitizeError::UnknownResourceType)
+        } else {
+            Err(SanitizeError::UnknownResourceType)
+        }
+    }
+
+    fn op_name<'s>(&self, seg: &'s str) -> Result<Option<&'s str>, SanitizeError> {
+        match seg.strip_prefix('$') {
+            None => Ok(None),
+            Some(name) if self.config.operations.contains_key(name) => Ok(Some(name)),
+            Some(_) => Err(SanitizeError::UnknownOperation),
+        }
+    }
+
+    fn route(&self, method: &Method, path: &str) -> Result<Route, SanitizeError> {
+        let base = self.config.base_path.as_str();
+        let rest = path.strip_prefix(base).ok_or(SanitizeError::NotUnderBase)?;
+        let rest = match rest {
+            "" | "/" => "",
+            r => r.strip_prefix('/').ok_or(SanitizeError::NotUnderBase)?,
+        };
+        let segs: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        for s in &segs {
+            if *s == "." || *s == ".." {
+                return Err(SanitizeError::DotSegment);
+            }
+            if s.is_empty() {
+                return Err(SanitizeError::EmptySegment);
+            }
+        }
+        let mut r = Route {
+            interaction: Interaction::SearchSystem,
+            resource_type: None,
+            id: None,
+            version_id: None,
+            compartment: None,
+        };
+        let get = *method == Method::GET;
+        let post = *method == Method::POST;
+        let m = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SanitizeError::MethodNotAllowed)
+            }
+        };
+        let id = |s: &str| {
+            if is_valid_id(s) {
+                Ok(s.to_owned())
+            } else {
+                Err(SanitizeError::InvalidId)
+            }
+        };
+        match segs.as_slice() {
+            [] => {
+                if get {
+                    r.interaction = Interaction::SearchSystem;
+                } else if post {
+                    r.interaction = Interaction::BatchOrTransaction;
+                } else {
+                    return Err(SanitizeError::MethodNotAllowed);
+                }
+            }
+            ["metadata"] => {
+                m(get)?;
+                r.interaction = Interaction::Capabilities;
+            }
+            ["_history"] => {
+                m(get)?;
+                r.interaction = Interaction::HistorySystem;
+            }
+            ["_search"] => {
+                m(post)?;
+                r.interaction = Interaction::SearchSystem;
+            }
+            [seg] if seg.starts_with('$') => {
+                let name = self.op_name(seg)?.ok_or(SanitizeError::UnknownOperation)?;
+                if !self.config.operations.get(name).is_some_and(|o| o.system) {
+                    return Err(SanitizeError::UnknownOperation);
+                }
+                m(get || post)?;
+                r.interaction = Interaction::Operation(name.to_owned());
+            }
+            [t] => {
+                r.resource_type = Some(self.rtype(t)?);
+                r.interaction = match *method {
+                    Method::GET => Interaction::SearchType,
+                    Method::POST => Interaction::Create,
+                    // Conditional update / patch / delete.
+                    Method::PUT => Interaction::Update,
+                    Method::PATCH => Interaction::Patch,
+                    Method::DELETE => Interaction::Delete,
+                    _ => return Err(SanitizeError::MethodNotAllowed),
+                };
+            }
+            [t, "_search"] => {
+                r.resource_type = Some(self.rtype(t)?);
+                m(post)?;
+                r.interaction = Interaction::SearchType;
+            }
+            [t, "_history"] => {
+                r.resource_type = Some(self.rtype(t)?);
+                m(get)?;
+                r.interaction = Interaction::HistoryType;
+            }
+            [t, seg] if seg.starts_with('$') => {
+                r.resource_type = Some(self.rtype(t)?);
+                let name = self.op_name(seg)?.ok_or(SanitizeError::UnknownOperation)?;
+                if !self
+                    .config
+                    .operations
+                    .get(name)
+                    .is_some_and(|o| o.type_level.contains(*t))
+                {
+                    return Err(SanitizeError::UnknownOperation);
+                }
+                m(get || post)?;
+                r.interaction = Interaction::Operation(name.to_owned());
+            }
+            [t, i] => {
+                r.resource_type = Some(self.rtype(t)?);
+                r.id = Some(id(i)?);
+                r.interaction = match *method {
+                    Method::GET => Interaction::Read,
+                    Method::PUT => Interaction::Update,
+                    Method::PATCH => Interaction::Patch,
+                    Method::DELETE => Interaction::Delete,
+                    _ => return Err(SanitizeError::MethodNotAllowed),
+                };
+            }
+            [t, i, "_history"] => {
+                r.resource_type = Some(self.rtype(t)?);
+                r.id = Some(id(i)?);
+                m(get)?;
+                r.interaction = Interaction::HistoryInstance;
+            }
+            [t, i, "_history", v] => {
+                r.resource_type = Some(self.rtype(t)?);
+                r.id = Some(id(i)?);
+                r.version_id = Some(id(v)?);
+                m(get)?;
+                r.interaction = Interaction::Vread;
+            }
+            [t, i, seg] if seg.starts_with('$') => {
+                r.resource_type = Some(self.rtype(t)?);
+                r.id = Some(id(i)?);
+                let name = self.op_name(seg)?.ok_or(SanitizeError::UnknownOperation)?;
+                if !self
+                    .config
+                    .operations
+                    .get(name)
+                    .is_some_and(|o| o.instance.contains(*t))
+                {
+                    return Err(SanitizeError::UnknownOperation);
+                }
+                m(get || post)?;
+                r.interaction = Interaction::Operation(name.to_owned());
+            }
+            [c, i, t] => {
+                let comp = self.rtype(c)?;
+                if !self.config.compartments.contains(*c) {
+                    return Err(SanitizeError::UnknownRoute);
+                }
+                let cid = id(i)?;
+                r.resource_type = Some(self.rtype(t)?);
+                m(get)?;
+                r.compartment = Some((comp, cid));
+                r.interaction = Interaction::SearchCompartment;
+            }
+            _ => return Err(SanitizeError::UnknownRoute),
+        }
+        Ok(r)
+    }
+
+    fn handling(&self, headers: &HeaderMap) -> Result<Handling, SanitizeError> {
+        let mut chosen = None;
+        for v in headers.get_all("prefer") {
+            let s = v.to_str().map_err(|_| SanitizeError::InvalidPrefer)?;
+            for pref in s.split([',', ';']) {
+                let pref = pref.trim();
+                if let Some(h) = pref.strip_prefix("handling=") {
+                    let h = match h.trim_matches('"') {
+                        "strict" => Handling::Strict,
+                        "lenient" => Handling::Lenient,
+                        _ => return Err(SanitizeError::InvalidPrefer),
+                    };
+                    if chosen.is_some_and(|c| c != h) {
+                        return Err(SanitizeError::InvalidPrefer);
+                    }
+                    chosen = Some(h);
+                }
+            }
+        }
+        Ok(match chosen {
+            Some(Handling::Lenient) if self.config.allow_lenient => Handling::Lenient,
+            Some(_) => Handling::Strict,
+            None => self.config.default_handling,
+        })
+    }
+
+    fn param_scope<'a>(&'a self, r: &'a Route) -> Result<ParamScope<'a>, SanitizeError> {
+        let t = r.resource_type.as_ref().map(ResourceType::as_str);
+        Ok(match &r.interaction {
+            Interaction::Capabilities | Interaction::BatchOrTransaction => ParamScope::None,
+            Interaction::Read | Interaction::Vread => ParamScope::Read,
+            Interaction::HistoryInstance
+            | Interaction::HistoryType
+            | Interaction::HistorySystem => ParamScope::History,
+            Interaction::SearchType
+            | Interaction::SearchCompartment
+            | Interaction::SearchSystem => ParamScope::Search(t),
+            Interaction::Create => ParamScope::None,
+            Interaction::Update | Interaction::Patch | Interaction::Delete => {
+                if r.id.is_some() {
+                    ParamScope::None
+                } else {
+                    ParamScope::Search(t)
+                }
+            }
+            Interaction::Operation(name) => match self.config.operations.get(name) {
+                Some(op) => ParamScope::Operation(op),
+                None => return Err(SanitizeError::UnknownOperation),
+            },
+            // Interactions added later take no parameters until declared here.
+            #[allow(unreachable_patterns)]
+            _ => ParamScope::None,
+        })
+    }
+
+    fn lookup(&self, scope: &ParamScope<'_>, name: &str) -> Option<ParamDef> {
+        let fixed = |list: &[(&str, ParamType)]| {
+            list.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, ty)| ParamDef {
+                    ty: *ty,
+                    targets: Vec::new(),
+                })
+        };
+        match scope {
+            ParamScope::None => None,
+            ParamScope::Read => fixed(READ_PARAMS),
+            ParamScope::History => fixed(HISTORY_PARAMS),
+            ParamScope::Search(t) => self.config.table.get(*t, name).cloned(),
+            ParamScope::Operation(op) => op.params.get(name).cloned(),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn params(
+        &self,
+        pairs: &[&str],
+        scope: &ParamScope<'_>,
+        rtype: Option<&str>,
+        handling: Handling,
+    ) -> Result<(Vec<SearchParam>, Vec<TypedParam>, Vec<SanitizeError>), SanitizeError> {
+        let mut params = Vec::with_capacity(pairs.len());
+        let mut typed = Vec::with_capacity(pairs.len());
+        let mut stripped = Vec::new();
+        if pairs.is_empty() {
+            return Ok((params, typed, stripped));
+        }
+        if matches!(scope, ParamScope::None) {
+            return Err(SanitizeError::ParametersNotAllowed);
+        }
+        let limits = &self.config.limits;
+        let ctx = ValueCtx {
+            table: &self.config.table,
+            allowed: &self.config.allowed_types,
+            resource_type: rtype,
+            max_count: limits.max_count,
+        };
+        let mut total_values = 0usize;
+        for pair in pairs {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = check_name(raw_name)?;
+            let value = decode(raw_value)?;
+            if value.len() > limits.max_value_len {
+                return Err(SanitizeError::ValueTooLong {
+                    name: safe_name(name),
+                });
+            }
+            let values = split_unescaped_raw(&value);
+            total_values += values.len();
+            if total_values > limits.max_params {
+                return Err(SanitizeError::TooManyParameters {
+                    max: limits.max_params,
+                });
+            }
+            match self.one_param(&ctx, scope, rtype, name, &values) {
+                Ok((sp, tp)) => {
+                    check_duplicate(&params, &typed, &sp, &tp)?;
+                    params.push(sp);
+                    typed.push(tp);
+                }
+                Err(e) if handling == Handling::Lenient && e.strippable() => stripped.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((params, typed, stripped))
+    }
+
+    fn one_param(
+        &self,
+        ctx: &ValueCtx<'_>,
+        scope: &ParamScope<'_>,
+        rtype: Option<&str>,
+        name: &str,
+        values: &[String],
+    ) -> Result<(SearchParam, TypedParam), SanitizeError> {
+        // `_has:Type:ref:param[:modifier]`.
+        if let Some(rest) = name.strip_prefix("_has:") {
+            if !matches!(scope, ParamScope::Search(Some(_))) || self.lookup(scope, "_has").is_none()
+            {
+                return Err(SanitizeError::UnknownParameter {
+                    name: "_has".into(),
+                });
+            }
+            let parts: Vec<&str> = rest.split(':').collect();
+            let (t, reference, inner, modifier) = match parts.as_slice() {
+                [t, r, p] => (*t, *r, *p, None),
+                [t, r, p, m] => (*t, *r, *p, Some(*m)),
+                _ => return Err(SanitizeError::invalid(name, ParamType::Has)),
+            };
+            let bad = || SanitizeError::invalid(name, ParamType::Has);
+            let has_type = ctx_type(&self.config.allowed_types, t).ok_or_else(bad)?;
+            let ref_def = self
+                .config
+                .table
+                .get_specific(t, reference)
+                .ok_or_else(bad)?;
+            let searched = rtype.and_then(ResourceType::new).ok_or_else(bad)?;
+            if ref_def.ty != ParamType::Reference
+                || !(ref_def.targets.is_empty() || ref_def.targets.contains(&searched))
+            {
+                return Err(bad());
+            }
+            if inner.contains('.') || inner.starts_with("_has") {
+                return Err(SanitizeError::ChainNotSupported {
+                    name: safe_name(name),
+                });
+            }
+            let def = self.config.table.get_specific(t, inner).ok_or_else(bad)?;
+            if let Some(m) = modifier {
+                if !def.ty.allows_modifier(m) {
+                    return Err(SanitizeError::InvalidModifier {
+                        name: safe_name(name),
+                    });
+                }
+            }
+            let inner_ctx = ValueCtx {
+                table: ctx.table,
+                allowed: ctx.allowed,
+                resource_type: Some(t),
+                max_count: ctx.max_count,
+            };
+            let typed_values = values
+                .iter()
+                .map(|v| inner_ctx.parse(name, def, modifier, v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let base_name = match modifier {
+                Some(m) => &name[..name.len() - m.len() - 1],
+                None => name,
+            };
+            return Ok((
+                SearchParam {
+                    name: base_name.to_owned(),
+                    modifier: modifier.map(str::to_owned),
+                    values: values.to_vec(),
+                },
+                TypedParam {
+                    ty: def.ty,
+                    values: typed_values,
+                    has: Some(HasClause {
+                        resource_type: has_type,
+                        reference: reference.to_owned(),
+                        param: inner.to_owned(),
+                    }),
+                },
+            ));
+        }
+        let (base, modifier) = match name.split_once(':') {
+            Some((b, m)) => (b, Some(m)),
+            None => (name, None),
+        };
+        if name.contains('.') {
+            return Err(SanitizeError::ChainNotSupported {
+                name: safe_name(name),
+            });
+        }
+        if base == "_has" {
+            return Err(SanitizeError::invalid(name, ParamType::Has));
+        }
+        let def = self
+            .lookup(scope, base)
+            .ok_or_else(|| SanitizeError::UnknownParameter {
+                name: safe_name(base),
+            })?;
+        if let Some(m) = modifier {
+            let type_modifier =
+                def.ty == ParamType::Reference && ctx_type(&self.config.allowed_types, m).is_some();
+            if !(def.ty.allows_modifier(m) || type_modifier) {
+                return Err(SanitizeError::InvalidModifier {
+                    name: safe_name(base),
+                });
+            }
+        }
+        let one_only = matches!(
+            def.ty,
+            ParamType::Count | ParamType::Summary | ParamType::Total | ParamType::Instant
+        );
+        if one_only && values.len() > 1 {
+            return Err(SanitizeError::invalid(base, def.ty));
+        }
+        let typed_values = values
+            .iter()
+            .map(|v| ctx.parse(base, &def, modifier, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            SearchParam {
+                name: base.to_owned(),
+                modifier: modifier.map(str::to_owned),
+                values: values.to_vec(),
+            },
+            TypedParam {
+                ty: def.ty,
+                values: typed_values,
+                has: None,
+            },
+        ))
+    }
+
+    fn body(
+        &self,
+        method: &Method,
+        r: &Route,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<serde_json::Value>, SanitizeError> {
+        let needs_body = matches!(
+            r.interaction,
+            Interaction::Create
+                | Interaction::Update
+                | Interaction::Patch
+                | Interaction::BatchOrTransaction
+        );
+        let may_have_body = needs_body
+            || (matches!(r.interaction, Interaction::Operation(_)) && *method == Method::POST);
+        if body.is_empty() {
+            return if needs_body {
+                Err(SanitizeError::MissingBody)
+            } else {
+                Ok(None)
+            };
+        }
+        if !may_have_body {
+            return Err(SanitizeError::BodyNotAllowed);
+        }
+        let ct = media_type(headers)?.ok_or(SanitizeError::UnsupportedMediaType)?;
+        let json_patch = ct == "application/json-patch+json";
+        let fhir_json = ct == "application/fhir+json" || ct == "application/json";
+        if !(fhir_json || (json_patch && r.interaction == Interaction::Patch)) {
+            return Err(SanitizeError::UnsupportedMediaType);
+        }
+        check_json_depth(body, self.config.limits.max_json_depth)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| SanitizeError::InvalidJson)?;
+        let resource_type = value.get("resourceType").and_then(|v| v.as_str());
+        let url_type = r.resource_type.as_ref().map(ResourceType::as_str);
+        match &r.interaction {
+            Interaction::Patch if json_patch => {
+                if !value.is_array() {
+                    return Err(SanitizeError::InvalidJson);
+                }
+            }
+            Interaction::Patch | Interaction::Operation(_) => {
+                if !value.is_object() {
+                    return Err(SanitizeError::InvalidJson);
+                }
+                if resource_type != Some("Parameters") {
+                    return Err(SanitizeError::BodyMismatch);
+                }
+            }
+            Interaction::Create | Interaction::Update => {
+                if !value.is_object() {
+                    return Err(SanitizeError::InvalidJson);
+                }
+                if resource_type.is_none() || resource_type != url_type {
+                    return Err(SanitizeError::BodyMismatch);
+                }
+                if let Some(url_id) = &r.id {
+                    if value.get("id").and_then(|v| v.as_str()) != Some(url_id.as_str()) {
+                        return Err(SanitizeError::BodyMismatch);
+                    }
+                }
+            }
+            Interaction::BatchOrTransaction => {
+                let bundle_type = value.get("type").and_then(|v| v.as_str());
+                if resource_type != Some("Bundle")
+                    || !matches!(bundle_type, Some("batch" | "transaction"))
+                {
+                    return Err(SanitizeError::BodyMismatch);
+                }
+            }
+            _ => return Err(SanitizeError::BodyNotAllowed),
+        }
+        Ok(Some(value))
+    }
+}
+
+fn ctx_type(allowed: &BTreeSet<String>, name: &str) -> Option<ResourceType> {
+    if allowed.contains(name) {
+        ResourceType::new(name)
+    } else {
+        None
+    }
+}
+
+/// Single-valued parameters sent twice must agree (`patient` and `subject` count as one).
+fn check_duplicate(
+    params: &[SearchParam],
+    typed: &[TypedParam],
+    sp: &SearchParam,
+    tp: &TypedParam,
+) -> Result<(), SanitizeError> {
+    if !tp.ty.single_valued() || tp.has.is_some() {
+        return Ok(());
+    }
+    let family = |n: &str| if n == "subject" { "patient" } else { n }.to_owned();
+    let key = family(&sp.name);
+    for (p, t) in params.iter().zip(typed) {
+        if t.has.is_none()
+            && family(&p.name) == key
+            && p.modifier == sp.modifier
+            && t.values != tp.values
+        {
+            return Err(SanitizeError::ContradictingDuplicate {
+                name: safe_name(&sp.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Splits a decoded value on commas not escaped with `\`, keeping escapes as written.
+fn split_unescaped_raw(s: &str) -> Vec<String> {
+    if !s.contains(',') {
+        return vec![s.to_owned()];
+    }
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+        } else if c == '\\' {
+            cur.push(c);
+            escaped = true;
+        } else if c == ',' {
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+fn check_headers(
+    headers: &HeaderMap,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<(), SanitizeError> {
+    if headers.len() > max_count {
+        return Err(SanitizeError::HeadersTooLarge);
+    }
+    let mut total = 0usize;
+    for (name, value) in headers {
+        total += name.as_str().len() + value.len() + 4;
+        if total > max_bytes {
+            return Err(SanitizeError::HeadersTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// The media type of `Content-Type`, lowercased, with only `charset=utf-8` allowed as a
+/// parameter (plus `fhirVersion=4.0` for FHIR JSON).
+fn media_type(headers: &HeaderMap) -> Result<Option<String>, SanitizeError> {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(SanitizeError::UnsupportedMediaType);
+    }
+    let s = v
+        .to_str()
+        .map_err(|_| SanitizeError::UnsupportedMediaType)?;
+    let mut parts = s.split(';');
+    let mt = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    for p in parts {
+        let p = p.trim().to_ascii_lowercase();
+        if p != "charset=utf-8" && p != "fhirversion=4.0" {
+            return Err(SanitizeError::UnsupportedMediaType);
+        }
+    }
+    Ok(Some(mt))
+}
+
+/// Raw request-target characters: RFC 3986 `pchar` / `/` (and `?` `|` in a query, where
+/// FHIR clients send `system|code` unencoded). Everything else is refused, controls first.
+fn check_raw(s: &str, query: bool) -> Result<(), SanitizeError> {
+    for b in s.bytes() {
+        if b < 0x20 || b == 0x7f {
+            return Err(SanitizeError::ControlCharacter);
+        }
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'%'
+            )
+            || (query && matches!(b, b'?' | b'|'));
+        if !ok {
+            return Err(SanitizeError::IllegalCharacter);
+        }
+    }
+    Ok(())
+}
+
+/// A parameter name: raw (never percent-encoded), `[A-Za-z0-9_.:-]{1,128}`.
+fn check_name(raw: &str) -> Result<&str, SanitizeError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(raw)
+    } else {
+        Err(SanitizeError::InvalidParameterName)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Strict `application/x-www-form-urlencoded` decoding of one value.
+///
+/// Refuses: `%` without two hex digits; bytes that are not UTF-8 (overlong forms included);
+/// C0/C1 controls, DEL and invisible formatting characters; a decoded `%XX` or `%uXXXX`
+/// (double encoding).
+pub fn decode(raw: &str) -> Result<String, SanitizeError> {
+    let bytes = raw.as_bytes();
+    let out = if !raw.contains(['%', '+']) {
+        raw.to_owned()
+    } else {
+        let mut buf = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' => {
+                    let hi = bytes.get(i + 1).copied().and_then(hex);
+                    let lo = bytes.get(i + 2).copied().and_then(hex);
+                    match (hi, lo) {
+                        (Some(h), Some(l)) => buf.push(h * 16 + l),
+                        _ => return Err(SanitizeError::InvalidPercentEncoding),
+                    }
+                    i += 3;
+                }
+                b'+' => {
+                    buf.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    buf.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(buf).map_err(|_| SanitizeError::InvalidUtf8)?
+    };
+    for c in out.chars() {
+        if c.is_control() || is_invisible_format(c) {
+            return Err(SanitizeError::ControlCharacter);
+        }
+    }
+    let ob = out.as_bytes();
+    for (i, b) in ob.iter().enumerate() {
+        if *b == b'%' {
+            let two_hex = ob.get(i + 1).copied().and_then(hex).is_some()
+                && ob.get(i + 2).copied().and_then(hex).is_some();
+            let u_form = matches!(ob.get(i + 1), Some(b'u' | b'U'))
+                && (2..6).all(|k| ob.get(i + k).copied().and_then(hex).is_some());
+            if two_hex || u_form {
+                return Err(SanitizeError::DoubleEncoding);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Refuses JSON nested deeper than `max` without parsing it (so a 1 MB `[[[[…` costs one
+/// linear scan, not a recursion).
+pub fn check_json_depth(body: &[u8], max: usize) -> Result<(), SanitizeError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(SanitizeError::JsonTooDeep { max });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sanitize::SanitizerConfig;
+
+    fn s() -> Sanitizer {
+        Sanitizer::new(SanitizerConfig::us_core("/fhir")).unwrap()
+    }
+
+    fn get(target: &str) -> Result<SanitizedRequest, SanitizeError> {
+        s().parse_parts(&Method::GET, target, &HeaderMap::new(), b"")
+    }
+
+    #[test]
+    fn typical_search() {
+        let r = get("/fhir/Observation?patient=123&category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory&date=ge2020-01-01&_count=50").unwrap();
+        assert_eq!(r.request.interaction, Interaction::SearchType);
+        assert_eq!(r.request.params.len(), 4);
+        assert_eq!(r.typed[3].values, vec![TypedValue::Count(50)]);
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            get("/fhir/metadata").unwrap().request.interaction,
+            Interaction::Capabilities
+        );
+        assert_eq!(
+            get("/fhir/Patient/1").unwrap().request.interaction,
+            Interaction::Read
+        );
+        assert_eq!(
+            get("/fhir/Patient/1/_history/2")
+                .unwrap()
+                .request
+                .version_id
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            get("/fhir/Patient/1/$everything")
+                .unwrap()
+                .request
+                .interaction,
+            Interaction::Operation("everything".into())
+        );
+        assert_eq!(
+            get("/fhir/Patient/1/Observation?code=1234-5")
+                .unwrap()
+                .request
+                .interaction,
+            Interaction::SearchCompartment
+        );
+        assert_eq!(
+            get("/fhir/Patient/1/$nope").unwrap_err(),
+            SanitizeError::UnknownOperation
+        );
+        assert_eq!(
+            get("/fhir/../Patient").unwrap_err(),
+            SanitizeError::DotSegment
+        );
+        assert_eq!(
+            get("/fhirX/Patient").unwrap_err(),
+            SanitizeError::NotUnderBase
+        );
+        assert_eq!(
+            get("/fhir/Patient/..").unwrap_err(),
+            SanitizeError::DotSegment
+        );
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(decode("a%20b+c").unwrap(), "a b c");
+        assert_eq!(
+            decode("%zz").unwrap_err(),
+            SanitizeError::InvalidPercentEncoding
+        );
+        assert_eq!(decode("%252e").unwrap_err(), SanitizeError::DoubleEncoding);
+        assert_eq!(decode("%c0%ae").unwrap_err(), SanitizeError::InvalidUtf8);
+        assert_eq!(decode("a%00").unwrap_err(), SanitizeError::ControlCharacter);
+        assert_eq!(
+            decode("%E2%80%AE").unwrap_err(),
+            SanitizeError::ControlCharacter
+        );
+    }
+
+    #[test]
+    fn json_depth() {
+        assert!(check_json_depth(b"[[[]]]", 3).is_ok());
+        assert!(check_json_depth(b"[[[[]]]]", 3).is_err());
+        assert!(check_json_depth(br#"{"a":"[[[[[["}"#, 3).is_ok());
+    }
+}

@@ -126,6 +126,7 @@ pub use sanitize::{
 };
 
 // --- pub use: audit (issue 7) ---
+pub use audit::{AuditLog, AuditRecord, AuditSink, ChainHead, FileSink, KeyRing, Verifier};
 
 // --- pub use: middleware / tls (issue 8) ---
 #[cfg(feature = "tls")]

@@ -13,6 +13,7 @@
 mod common;
 
 // --- tests: scope (issue 2) ---
+mod scope;
 
 // --- tests: category / enforce (issue 3) ---
 mod category;
@@ -26,6 +27,7 @@ mod token;
 mod sanitize;
 
 // --- tests: audit (issue 7) ---
+mod audit;
 
 // --- tests: middleware / tls (issue 8) ---
 #[cfg(feature = "tls")]

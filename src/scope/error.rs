@@ -102,6 +102,10 @@ pub enum QueryError {
     /// `param=` with an empty value, or an empty alternative in `a,,b`.
     #[error("empty value")]
     EmptyValue,
+    /// An unescaped `,` inside one value given to [`super::Filter::new`], or a `\` with
+    /// nothing after it to escape.
+    #[error("unescaped `,` or dangling `\\` in a value")]
+    BadEscape,
     /// A parameter name with characters outside `A-Z a-z 0-9 _ -` (and `:` `.` for the
     /// experimental features).
     #[error("invalid parameter name")]

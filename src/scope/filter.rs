@@ -9,6 +9,7 @@
 //! `%x21 / %x23-5B / %x5D-7E`) plus the query's own delimiters (`%`, `&`, and `=` in names), so
 //! `|`, `:` and `/` appear raw, as in every scope the guide and US Core print.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use super::error::{ExperimentalFeature, QueryError, ScopeError};
@@ -34,8 +35,10 @@ pub struct TokenValue<'a> {
 impl Filter {
     /// A filter `name=values[0],values[1],…`.
     ///
-    /// The name must be a plain search parameter name (`A-Z a-z 0-9 _ -`); known code-system
-    /// typos in the values are repaired. Fails on an empty name, no values or an empty value.
+    /// The name must be a plain search parameter name (`A-Z a-z 0-9 _ -`). Each value is one
+    /// FHIR-escaped alternative: a literal comma must be written `\,`, and a `\` must escape
+    /// something. Known code-system typos in the values are repaired. Fails on an empty name, no
+    /// values, an empty value, or a value with an unescaped `,` or a dangling `\`.
     pub fn new<I, S>(name: &str, values: I) -> Result<Filter, ScopeError>
     where
         I: IntoIterator<Item = S>,
@@ -47,6 +50,9 @@ impl Filter {
             let v: String = v.into();
             if v.is_empty() {
                 return Err(QueryError::EmptyValue.into());
+            }
+            if !is_one_alternative(&v) {
+                return Err(QueryError::BadEscape.into());
             }
             out.push(errata::canonical_token_value(&v).unwrap_or(v));
         }
@@ -137,6 +143,21 @@ pub(crate) fn split_token(value: &str) -> (Option<&str>, &str) {
     (None, value)
 }
 
+/// Whether `v` is a single FHIR-escaped alternative: no unescaped `,`, no dangling `\`.
+fn is_one_alternative(v: &str) -> bool {
+    let bytes = v.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' if i + 1 >= bytes.len() => return false,
+            b'\\' => i += 2,
+            b',' => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 /// Parses the text after `?` into filters.
 pub(crate) fn parse_query(q: &str, opts: &ParseOptions) -> Result<Vec<Filter>, ScopeError> {
     if q.is_empty() {
@@ -161,11 +182,14 @@ pub(crate) fn parse_query(q: &str, opts: &ParseOptions) -> Result<Vec<Filter>, S
         check_name(&name, opts.experimental_filters)?;
         let value = percent_decode(raw_value)?;
         let values = if name == "_filter" {
-            vec![value]
+            vec![value.into_owned()]
         } else {
             split_alternatives(&value, opts.limits.max_values)?
         };
-        filters.push(Filter { name, values });
+        filters.push(Filter {
+            name: name.into_owned(),
+            values,
+        });
     }
     Ok(filters)
 }
@@ -200,7 +224,8 @@ fn split_alternatives(value: &str, max: usize) -> Result<Vec<String>, ScopeError
     loop {
         let at = bytes.get(i).copied();
         match at {
-            Some(b'\\') => i = (i + 2).min(bytes.len()),
+            Some(b'\\') if i + 1 >= bytes.len() => return Err(QueryError::BadEscape.into()),
+            Some(b'\\') => i += 2,
             Some(b',') | None => {
                 let alt = value.get(start..i).unwrap_or("");
                 if alt.is_empty() {
@@ -223,9 +248,10 @@ fn split_alternatives(value: &str, max: usize) -> Result<Vec<String>, ScopeError
 }
 
 /// Strict percent-decoding: `%` must be followed by two hex digits, the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, QueryError> {
+/// Borrows when there is nothing to decode (the common case).
+fn percent_decode(s: &str) -> Result<Cow<'_, str>, QueryError> {
     if !s.contains('%') {
-        return Ok(s.to_owned());
+        return Ok(Cow::Borrowed(s));
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -244,7 +270,9 @@ fn percent_decode(s: &str) -> Result<String, QueryError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| QueryError::NotUtf8)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -314,6 +342,16 @@ mod tests {
         let f = q("code=a%26b%20c%25").unwrap();
         assert_eq!(f[0].values().next(), Some("a&b c%"));
         assert_eq!(f[0].to_string(), "code=a%26b%20c%25");
+        assert_eq!(q("code=a%5C"), Err(QueryError::BadEscape.into()));
+        assert_eq!(
+            Filter::new("code", ["a,b"]),
+            Err(QueryError::BadEscape.into())
+        );
+        assert_eq!(
+            Filter::new("code", ["a\\"]),
+            Err(QueryError::BadEscape.into())
+        );
+        assert!(Filter::new("code", ["a\\,b"]).is_ok());
         let f = q("code=a%5C,b").unwrap();
         assert_eq!(f[0].values().collect::<Vec<_>>(), ["a\\,b"]);
         assert_eq!(f[0].to_string(), "code=a%5C,b");

@@ -49,10 +49,14 @@ impl Scope {
                 max: opts.limits.max_scope_len,
             });
         }
-        if let Some((offset, found)) = s
-            .char_indices()
-            .find(|(_, c)| !matches!(*c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+        if let Some(offset) = s
+            .bytes()
+            .position(|b| !matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
         {
+            let found = s
+                .get(offset..)
+                .and_then(|t| t.chars().next())
+                .unwrap_or('\u{FFFD}');
             return Err(ScopeError::InvalidCharacter { found, offset });
         }
         Ok(match s {
@@ -72,6 +76,41 @@ impl Scope {
                 }
             }
         })
+    }
+
+    /// The guide's URI representation: SMART scopes prefixed with
+    /// `http://smarthealthit.org/fhir/scopes/`, OpenID Connect ones (`openid`, `profile`,
+    /// `offline_access`) with `http://openid.net/specs/openid-connect-core-1_0#`. An opaque
+    /// scope that is already a URI is returned as is; other opaque scopes have no URI form.
+    pub fn to_uri(&self) -> Option<String> {
+        match self {
+            Scope::OpenId | Scope::Profile | Scope::OfflineAccess => {
+                Some(format!("{OIDC_URI}{self}"))
+            }
+            Scope::Opaque(o) => o.0.contains(':').then(|| o.0.clone()),
+            _ => Some(format!("{SMART_URI}{self}")),
+        }
+    }
+
+    /// Parses the guide's URI representation (see [`Scope::to_uri`]).
+    pub fn from_uri(uri: &str, opts: &ParseOptions) -> Result<Scope, ScopeError> {
+        if let Some(rest) = uri.strip_prefix(SMART_URI) {
+            let scope = Scope::parse_with(rest, opts)?;
+            if matches!(
+                scope,
+                Scope::Opaque(_) | Scope::OpenId | Scope::Profile | Scope::OfflineAccess
+            ) {
+                return Ok(Scope::Opaque(OpaqueScope(uri.to_owned())));
+            }
+            return Ok(scope);
+        }
+        if let Some(rest) = uri.strip_prefix(OIDC_URI) {
+            let scope = Scope::parse_with(rest, opts)?;
+            if matches!(scope, Scope::OpenId | Scope::Profile | Scope::OfflineAccess) {
+                return Ok(scope);
+            }
+        }
+        Scope::parse_with(uri, opts)
     }
 
     /// The resource scope, if this is one.
@@ -112,6 +151,11 @@ impl Scope {
         }
     }
 }
+
+/// The prefix of SMART scopes in URI form.
+const SMART_URI: &str = "http://smarthealthit.org/fhir/scopes/";
+/// The prefix of OpenID Connect scopes in URI form.
+const OIDC_URI: &str = "http://openid.net/specs/openid-connect-core-1_0#";
 
 /// Only tokens that claim a SMART context are parsed as resource scopes: `<ctx>/…` in any
 /// letter case (so `Patient/Observation.rs` is refused, not treated as an extension), or the

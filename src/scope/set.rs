@@ -44,8 +44,11 @@ impl ScopeSet {
     /// token grammar. The length limit is checked before anything else, so a hostile string costs
     /// nothing beyond that comparison.
     pub fn parse_with(s: &str, opts: &ParseOptions) -> Result<ScopeSet, ScopeSetError> {
-        let mut set = ScopeSet::new();
-        for (position, token) in tokens(s, opts)? {
+        let (count, tokens) = tokens(s, opts)?;
+        let mut set = ScopeSet {
+            scopes: Vec::with_capacity(count),
+        };
+        for (position, token) in tokens {
             let scope = Scope::parse_with(token, opts)
                 .map_err(|error| ScopeSetError::Invalid { position, error })?;
             set.insert(scope);
@@ -64,7 +67,7 @@ impl ScopeSet {
     ) -> Result<(ScopeSet, Vec<RejectedScope>), ScopeSetError> {
         let mut set = ScopeSet::new();
         let mut rejected = Vec::new();
-        for (position, token) in tokens(s, opts)? {
+        for (position, token) in tokens(s, opts)?.1 {
             match Scope::parse_with(token, opts) {
                 Ok(scope) => {
                     set.insert(scope);
@@ -205,9 +208,9 @@ impl ScopeSet {
                     continue;
                 }
             }
-            if !merged.contains(&n) {
-                merged.push(n);
-            }
+            // Only resource scopes change under normalisation, and those were merged above, so
+            // the rest cannot have become duplicates.
+            merged.push(n);
         }
         let mut out = ScopeSet { scopes: merged };
         out.drop_covered();
@@ -221,15 +224,30 @@ impl ScopeSet {
     }
 
     /// Removes every scope covered by another one (on a tie the earlier one stays).
+    ///
+    /// Only resource scopes and launch-context scopes can cover a scope other than themselves,
+    /// and the set holds no duplicates, so only pairs of those are compared.
     fn drop_covered(&mut self) {
-        let n = self.scopes.len();
-        let mut keep = vec![true; n];
-        for j in 0..n {
-            for i in 0..n {
+        let candidates: Vec<usize> = self
+            .scopes
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Scope::Resource(_) | Scope::LaunchContext(_)))
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.len() < 2 {
+            return;
+        }
+        let mut keep = vec![true; self.scopes.len()];
+        for &j in &candidates {
+            let Some(sj) = self.scopes.get(j) else {
+                continue;
+            };
+            for &i in &candidates {
                 if i == j || !keep.get(i).copied().unwrap_or(false) {
                     continue;
                 }
-                let (Some(si), Some(sj)) = (self.scopes.get(i), self.scopes.get(j)) else {
+                let Some(si) = self.scopes.get(i) else {
                     continue;
                 };
                 if si.covers(sj) && (i < j || !sj.covers(si)) {
@@ -348,7 +366,7 @@ impl<'a> FilteredAccess<'a> {
 fn tokens<'s>(
     s: &'s str,
     opts: &ParseOptions,
-) -> Result<impl Iterator<Item = (usize, &'s str)>, ScopeSetError> {
+) -> Result<(usize, impl Iterator<Item = (usize, &'s str)>), ScopeSetError> {
     if s.len() > opts.limits.max_len {
         return Err(ScopeSetError::TooLong {
             len: s.len(),
@@ -361,7 +379,7 @@ fn tokens<'s>(
             max: opts.limits.max_scopes,
         });
     }
-    Ok(s.split(' ').filter(|t| !t.is_empty()).enumerate())
+    Ok((count, s.split(' ').filter(|t| !t.is_empty()).enumerate()))
 }
 
 impl PartialEq for ScopeSet {

@@ -426,3 +426,40 @@ fn serde_uses_the_string_form() {
     assert_eq!(back, g);
     assert!(serde_json::from_str::<ScopeSet>("\"patient/Foo.rs\"").is_err());
 }
+
+#[test]
+fn uri_representation_round_trips() {
+    let opts = ParseOptions::default();
+    for (plain, uri) in [
+        (
+            "patient/*.r",
+            "http://smarthealthit.org/fhir/scopes/patient/*.r",
+        ),
+        (
+            "launch/patient",
+            "http://smarthealthit.org/fhir/scopes/launch/patient",
+        ),
+        ("fhirUser", "http://smarthealthit.org/fhir/scopes/fhirUser"),
+        (
+            "openid",
+            "http://openid.net/specs/openid-connect-core-1_0#openid",
+        ),
+        (
+            "offline_access",
+            "http://openid.net/specs/openid-connect-core-1_0#offline_access",
+        ),
+    ] {
+        let scope = s(plain);
+        assert_eq!(scope.to_uri().as_deref(), Some(uri));
+        assert_eq!(Scope::from_uri(uri, &opts), Ok(scope));
+    }
+    assert_eq!(s("__x").to_uri(), None);
+    assert_eq!(s("urn:x:y").to_uri().as_deref(), Some("urn:x:y"));
+    assert_eq!(
+        Scope::from_uri(
+            "http://smarthealthit.org/fhir/scopes/patient/Observation.sr",
+            &opts
+        ),
+        Err(ScopeError::PermissionsOutOfOrder)
+    );
+}

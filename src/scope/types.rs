@@ -219,9 +219,11 @@ impl FhirType {
         if name.bytes().any(|b| !b.is_ascii_lowercase()) {
             return None;
         }
+        // The table's byte order is also its case-insensitive order (a unit test checks), so
+        // the lowercase name can be binary-searched too.
         R4_TYPES
-            .iter()
-            .position(|t| t.eq_ignore_ascii_case(name))
+            .binary_search_by(|t| cmp_ignore_ascii_case(t, name))
+            .ok()
             .and_then(|i| u8::try_from(i).ok())
             .map(FhirType)
     }
@@ -240,6 +242,12 @@ impl FhirType {
     pub fn all() -> impl ExactSizeIterator<Item = FhirType> + Clone {
         (0..TYPE_COUNT).map(FhirType)
     }
+}
+
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
 impl fmt::Display for FhirType {
@@ -263,6 +271,19 @@ mod tests {
         assert!(R4_TYPES.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(FhirType::all().len(), 146);
         assert!(FhirType::all().all(|t| FhirType::from_name(t.as_str()) == Some(t)));
+    }
+
+    #[test]
+    fn table_order_is_also_case_insensitive_order() {
+        assert!(
+            R4_TYPES
+                .windows(2)
+                .all(|w| cmp_ignore_ascii_case(w[0], w[1]) == std::cmp::Ordering::Less)
+        );
+        for t in FhirType::all() {
+            let lower = t.as_str().to_ascii_lowercase();
+            assert_eq!(FhirType::from_lowercase_name(&lower), Some(t));
+        }
     }
 
     #[test]

@@ -35,5 +35,10 @@ mod audit;
 #[cfg(feature = "tls")]
 mod tls;
 
+// --- tests: demo EHR (issue 10) ---
+#[path = "../examples/support/fhir_store.rs"]
+mod fhir_store;
+mod fhir_store_tests;
+
 // --- tests: auth (issue 9) ---
 mod auth;

@@ -78,6 +78,8 @@ pub mod fhir;
 
 pub mod sanitize;
 
+pub mod integrity;
+
 // --- modules: audit (issue 7) ---
 pub mod audit;
 
@@ -120,6 +122,8 @@ pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
 pub use fhir::{OperationOutcome, PublicError, PublicProblem, RejectionReason, error_response};
+
+pub use integrity::{DigestAlgorithm, DigestError, verify_content_digest};
 
 pub use sanitize::{
     RedirectUri, SanitizeError, SanitizedRequest, Sanitizer, SanitizerConfig, SecurityHeaders,

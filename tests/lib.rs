@@ -26,12 +26,19 @@ mod token;
 // --- tests: sanitize / integrity (issue 6) ---
 mod sanitize;
 
+mod integrity;
+
 // --- tests: audit (issue 7) ---
 mod audit;
 
 // --- tests: middleware / tls (issue 8) ---
 #[cfg(feature = "tls")]
 mod tls;
+
+// --- tests: demo EHR (issue 10) ---
+#[path = "../examples/support/fhir_store.rs"]
+mod fhir_store;
+mod fhir_store_tests;
 
 // --- tests: auth (issue 9) ---
 mod auth;

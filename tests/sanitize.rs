@@ -440,7 +440,24 @@ fn hosts_extend_the_table_types_operations_and_limits() {
     assert!(Sanitizer::new(SanitizerConfig::us_core("/fhir").allow_type("Hacker")).is_err());
     assert!(Sanitizer::new(SanitizerConfig::us_core("/fhir/")).is_err());
     assert!(Sanitizer::new(SanitizerConfig::us_core("/f%2e")).is_err());
-    let _ = ParamTable::empty();
+    // An empty table accepts no parameter at all.
+    let bare =
+        Sanitizer::new(SanitizerConfig::us_core("/fhir").table(ParamTable::empty())).unwrap();
+    assert_eq!(
+        bare.parse_parts(
+            &Method::GET,
+            "/fhir/Observation?_count=1",
+            &HeaderMap::new(),
+            b""
+        )
+        .unwrap_err()
+        .code(),
+        "unknown_parameter"
+    );
+    assert!(
+        bare.parse_parts(&Method::GET, "/fhir/Observation", &HeaderMap::new(), b"")
+            .is_ok()
+    );
 }
 
 #[test]
@@ -550,5 +567,51 @@ fn redirect_uris_register_and_match_exactly() {
         " https://app.example.org/cb",
     ] {
         assert!(!r.matches(near), "{near}");
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random queries over a hostile alphabet never panic, and whatever is accepted is
+        /// typed one-to-one and free of control characters.
+        #[test]
+        fn random_queries_are_typed_or_refused(
+            q in "[a-z_:.=&%0-9A-F|,<>'\"\\\\ \\-+/]{0,80}",
+            ty in prop::sample::select(vec!["Observation", "Patient", "Condition", "Encounter"]),
+        ) {
+            let s = sanitizer();
+            let target = format!("/fhir/{ty}?{q}");
+            if let Ok(ok) = s.parse_parts(&Method::GET, &target, &HeaderMap::new(), b"") {
+                prop_assert_eq!(ok.typed.len(), ok.request.params.len());
+                for p in &ok.request.params {
+                    for v in &p.values {
+                        prop_assert!(!v.chars().any(char::is_control));
+                        let b = v.as_bytes();
+                        let escape_left = b.windows(3).any(|w| {
+                            w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit()
+                        });
+                        prop_assert!(!escape_left, "double-encoded survivor {}", v);
+                    }
+                }
+            }
+        }
+
+        /// Random paths never panic and never route outside the base.
+        #[test]
+        fn random_paths_are_routed_or_refused(p in "[A-Za-z0-9_.$%/\\-]{0,40}") {
+            let s = sanitizer();
+            let target = format!("/fhir/{p}");
+            if let Ok(ok) = s.parse_parts(&Method::GET, &target, &HeaderMap::new(), b"") {
+                prop_assert!(!target.contains("/../") && !target.contains('%'));
+                if let Some(id) = &ok.request.id {
+                    prop_assert!(fhirguard::sanitize::is_valid_id(id));
+                }
+            }
+        }
     }
 }

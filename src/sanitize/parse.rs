@@ -82,14 +82,20 @@ struct Route {
     compartment: Option<(ResourceType, String)>,
 }
 
-const READ_PARAMS: &[(&str, ParamType)] = &[
-    ("_summary", ParamType::Summary),
-    ("_elements", ParamType::Elements),
+const fn def(ty: ParamType) -> ParamDef {
+    ParamDef {
+        ty,
+        targets: Vec::new(),
+    }
+}
+static READ_PARAMS: [(&str, ParamDef); 2] = [
+    ("_summary", def(ParamType::Summary)),
+    ("_elements", def(ParamType::Elements)),
 ];
-const HISTORY_PARAMS: &[(&str, ParamType)] = &[
-    ("_count", ParamType::Count),
-    ("_since", ParamType::Instant),
-    ("_at", ParamType::Date),
+static HISTORY_PARAMS: [(&str, ParamDef); 3] = [
+    ("_count", def(ParamType::Count)),
+    ("_since", def(ParamType::Instant)),
+    ("_at", def(ParamType::Date)),
 ];
 
 impl Sanitizer {
@@ -442,21 +448,16 @@ impl Sanitizer {
         })
     }
 
-    fn lookup(&self, scope: &ParamScope<'_>, name: &str) -> Option<ParamDef> {
-        let fixed = |list: &[(&str, ParamType)]| {
-            list.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, ty)| ParamDef {
-                    ty: *ty,
-                    targets: Vec::new(),
-                })
+    fn lookup<'a>(&'a self, scope: &ParamScope<'a>, name: &str) -> Option<&'a ParamDef> {
+        let fixed = |list: &'static [(&str, ParamDef)]| {
+            list.iter().find(|(n, _)| *n == name).map(|(_, d)| d)
         };
         match scope {
             ParamScope::None => None,
-            ParamScope::Read => fixed(READ_PARAMS),
-            ParamScope::History => fixed(HISTORY_PARAMS),
-            ParamScope::Search(t) => self.config.table.get(*t, name).cloned(),
-            ParamScope::Operation(op) => op.params.get(name).cloned(),
+            ParamScope::Read => fixed(&READ_PARAMS),
+            ParamScope::History => fixed(&HISTORY_PARAMS),
+            ParamScope::Search(t) => self.config.table.get(*t, name),
+            ParamScope::Operation(op) => op.params.get(name),
         }
     }
 
@@ -501,7 +502,7 @@ impl Sanitizer {
                     max: limits.max_params,
                 });
             }
-            match self.one_param(&ctx, scope, rtype, name, &values) {
+            match self.one_param(&ctx, scope, rtype, name, values) {
                 Ok((sp, tp)) => {
                     check_duplicate(&params, &typed, &sp, &tp)?;
                     params.push(sp);
@@ -520,7 +521,7 @@ impl Sanitizer {
         scope: &ParamScope<'_>,
         rtype: Option<&str>,
         name: &str,
-        values: &[String],
+        values: Vec<String>,
     ) -> Result<(SearchParam, TypedParam), SanitizeError> {
         // `_has:Type:ref:param[:modifier]`.
         if let Some(rest) = name.strip_prefix("_has:") {
@@ -580,7 +581,7 @@ impl Sanitizer {
                 SearchParam {
                     name: base_name.to_owned(),
                     modifier: modifier.map(str::to_owned),
-                    values: values.to_vec(),
+                    values,
                 },
                 TypedParam {
                     ty: def.ty,
@@ -628,13 +629,13 @@ impl Sanitizer {
         }
         let typed_values = values
             .iter()
-            .map(|v| ctx.parse(base, &def, modifier, v))
+            .map(|v| ctx.parse(base, def, modifier, v))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((
             SearchParam {
                 name: base.to_owned(),
                 modifier: modifier.map(str::to_owned),
-                values: values.to_vec(),
+                values,
             },
             TypedParam {
                 ty: def.ty,
@@ -740,7 +741,9 @@ fn check_duplicate(
     if !tp.ty.single_valued() || tp.has.is_some() {
         return Ok(());
     }
-    let family = |n: &str| if n == "subject" { "patient" } else { n }.to_owned();
+    fn family(n: &str) -> &str {
+        if n == "subject" { "patient" } else { n }
+    }
     let key = family(&sp.name);
     for (p, t) in params.iter().zip(typed) {
         if t.has.is_none()

@@ -547,6 +547,27 @@ impl ValueCtx<'_> {
             }
             _ => {}
         }
+        if !raw.contains('\\') {
+            return match raw.split_once('|') {
+                None => is_code(raw).then(|| TypedValue::Token {
+                    system: None,
+                    code: Some(raw.to_owned()),
+                }),
+                Some((system, code)) => {
+                    if code.contains('|')
+                        || (system.is_empty() && code.is_empty())
+                        || (!system.is_empty() && !is_uri(system))
+                        || (!code.is_empty() && !is_code(code))
+                    {
+                        return None;
+                    }
+                    Some(TypedValue::Token {
+                        system: Some(system.to_owned()),
+                        code: (!code.is_empty()).then(|| code.to_owned()),
+                    })
+                }
+            };
+        }
         let parts = split_unescaped(raw, '|');
         match parts.as_slice() {
             [code] => is_code(code).then(|| TypedValue::Token {
@@ -573,8 +594,19 @@ impl ValueCtx<'_> {
     }
 
     fn local_reference(&self, raw: &str) -> Option<TypedValue> {
-        let segs: Vec<&str> = raw.split('/').collect();
-        match segs.as_slice() {
+        let mut it = raw.splitn(5, '/');
+        let segs: [Option<&str>; 5] = [it.next(), it.next(), it.next(), it.next(), it.next()];
+        let n = segs.iter().take_while(|s| s.is_some()).count();
+        if n > 4 {
+            return None;
+        }
+        let segs: [&str; 4] = [
+            segs[0].unwrap_or(""),
+            segs[1].unwrap_or(""),
+            segs[2].unwrap_or(""),
+            segs[3].unwrap_or(""),
+        ];
+        match segs.get(..n)? {
             [id] if is_valid_id(id) => Some(TypedValue::Reference {
                 resource_type: None,
                 id: (*id).to_owned(),

@@ -26,9 +26,12 @@
 //! kept the response is withheld with a `500`. `docs/middleware.md` shows the wiring into axum
 //! and plain hyper.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod config;
 mod context;
 mod cors;
+mod endpoints;
 mod scopes;
 mod service;
 mod stages;
@@ -39,5 +42,6 @@ pub use config::{
 };
 pub use context::{GuardContext, GuardRejection};
 pub use cors::{CorsClass, CorsPolicy, OriginRegistry};
+pub use endpoints::{AuthorizeHost, SmartEndpoint, SmartEndpoints};
 pub use service::{GuardBody, GuardLayer, GuardService, ResponseFuture};
 pub use stages::{AuditRecorder, PeerAddr, RateLimit, TokenValidation};

@@ -16,11 +16,15 @@ use fhirguard::audit::{AuditLog, ChainHead, KeyId, KeyRing, MemorySink, SealedRe
 use fhirguard::category::CategoryRegistry;
 use fhirguard::consent::ActiveGrant;
 use fhirguard::enforce::EnforceConfig;
-use fhirguard::middleware::{CorsPolicy, GuardConfig, GuardContext, GuardLayer, RateLimit};
+use fhirguard::middleware::{
+    AuthorizeHost, CorsPolicy, GuardConfig, GuardContext, GuardLayer, RateLimit, SmartEndpoints,
+};
 use fhirguard::sanitize::SanitizerConfig;
+use fhirguard::scope::ScopeSet;
 use fhirguard::token::{
-    AccessTokenClaims, Algorithm, AuthorizationServer, InMemoryClientRegistry, InMemoryKeySource,
-    InMemoryTokenStore, MemoryGrantStatus, ServerConfig, SigningKey, TokenStore, sign_access_token,
+    AccessTokenClaims, Algorithm, Approval, AuthorizationServer, AuthorizeRequest,
+    Client as OAuthClient, InMemoryClientRegistry, InMemoryKeySource, InMemoryTokenStore,
+    MemoryGrantStatus, ServerConfig, SigningKey, TokenStore, sign_access_token,
 };
 use fhirguard::{CategoryId, ClientId, GrantId, ManualClock, PatientId};
 use http::{HeaderMap, Method, StatusCode, header};
@@ -42,6 +46,47 @@ pub const APP: &str = "research-app";
 pub const GRANT: &str = "g-355";
 pub const SCOPE: &str =
     "launch/patient openid fhirUser patient/Observation.rs patient/Patient.rs patient/Condition.rs";
+pub const REDIRECT: &str = "https://app.example.org/callback";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-and-some-more-entropy";
+
+/// The host's login and approval: a session cookie stands for a signed-in patient who approves
+/// everything asked.
+pub struct CookieHost;
+
+impl AuthorizeHost for CookieHost {
+    fn authorize(
+        &self,
+        server: &AuthorizationServer,
+        request: AuthorizeRequest,
+        raw: &http::Request<Bytes>,
+        now: OffsetDateTime,
+    ) -> http::Response<Vec<u8>> {
+        let signed_in = raw
+            .headers()
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("session=patient-355"));
+        if !signed_in {
+            let mut page = http::Response::new(b"<!doctype html><title>Sign in</title>".to_vec());
+            page.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return page;
+        }
+        let approval = Approval::new(
+            GrantId::new(GRANT).unwrap(),
+            request.scope.clone(),
+            "user-355",
+            Some(PatientId::new("355").unwrap()),
+            now,
+        );
+        match server.approve(&request, approval, now) {
+            Ok(redirect) => redirect.to_response(),
+            Err(e) => e.to_response(),
+        }
+    }
+}
 
 /// A vital-signs Observation of patient 355.
 pub const VITAL_355: &str = "4e425466-5d90-a9a3-8caa-53216d5430b7";
@@ -77,6 +122,8 @@ pub struct Options {
     pub rate_limiter: Option<Arc<dyn RateLimit>>,
     pub cors: Option<CorsPolicy>,
     pub max_concurrency: Option<usize>,
+    /// Rate limits of the authorization-server endpoints.
+    pub endpoint_limiter: Option<Arc<dyn RateLimit>>,
 }
 
 impl Default for Options {
@@ -87,6 +134,7 @@ impl Default for Options {
             rate_limiter: None,
             cors: None,
             max_concurrency: None,
+            endpoint_limiter: None,
         }
     }
 }
@@ -117,14 +165,6 @@ async fn metadata() -> Response {
         json!({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
                "fhirVersion": "4.0.1", "format": ["json"]})
         .to_string(),
-    )
-        .into_response()
-}
-
-async fn smart() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"issuer": ISSUER, "token_endpoint": format!("{ISSUER}/token")}).to_string(),
     )
         .into_response()
 }
@@ -180,11 +220,19 @@ impl TestServer {
             ends_at: START + Duration::days(365),
         });
         let tokens = Arc::new(InMemoryTokenStore::new());
+        let clients = Arc::new(InMemoryClientRegistry::new());
+        clients.register(OAuthClient::public(
+            ClientId::new(APP).unwrap(),
+            vec![REDIRECT.into()],
+            format!("{SCOPE} offline_access")
+                .parse::<ScopeSet>()
+                .unwrap(),
+        ));
         let server = Arc::new(
             AuthorizationServer::new(
                 ServerConfig::new(ISSUER, FHIR_BASE),
                 keys.clone(),
-                Arc::new(InMemoryClientRegistry::new()),
+                clients,
                 tokens.clone(),
                 grants.clone(),
             )
@@ -198,7 +246,7 @@ impl TestServer {
         let mut builder = GuardConfig::builder()
             .fhir_base(FHIR_BASE)
             .sanitizer_config(SanitizerConfig::us_core("/fhir"))
-            .validator(server)
+            .validator(server.clone())
             .grants(grants.clone())
             .registry(Arc::new(CategoryRegistry::default_registry()))
             .audit(audit.clone())
@@ -207,8 +255,18 @@ impl TestServer {
         if let Some(limiter) = options.rate_limiter {
             builder = builder.rate_limiter(limiter);
         }
-        if let Some(cors) = options.cors {
-            builder = builder.cors(Arc::new(cors));
+        let cors = options.cors.map(Arc::new);
+        if let Some(cors) = &cors {
+            builder = builder.cors(cors.clone());
+        }
+        let mut endpoints =
+            SmartEndpoints::new(server.clone(), Arc::new(CookieHost), clock.clone())
+                .with_audit(audit.clone());
+        if let Some(cors) = &cors {
+            endpoints = endpoints.with_cors(cors.clone());
+        }
+        if let Some(limiter) = options.endpoint_limiter {
+            endpoints = endpoints.with_rate_limiter(limiter);
         }
         if let Some(n) = options.max_concurrency {
             builder = builder.max_concurrency(n);
@@ -219,12 +277,14 @@ impl TestServer {
             seen: Mutex::new(Vec::new()),
             careless: AtomicBool::new(false),
         });
-        let app = Router::new()
+        let fhir_app = Router::new()
             .route("/fhir/metadata", get(metadata))
-            .route("/fhir/.well-known/smart-configuration", get(smart))
             .route("/fhir/{*rest}", get(fhir).post(fhir))
             .with_state(state.clone())
             .layer(GuardLayer::new(config));
+        let app = Router::new()
+            .merge(fhirguard::middleware::axum::smart_router_with(endpoints))
+            .merge(fhir_app);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -310,6 +370,32 @@ impl TestServer {
         token: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Reply {
+        self.send_body(method, path, token, extra, Bytes::new())
+            .await
+    }
+
+    /// A form POST.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let body = form(pairs);
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        headers.extend_from_slice(extra);
+        self.send_body(Method::POST, path, None, &headers, Bytes::from(body))
+            .await
+    }
+
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
@@ -321,7 +407,7 @@ impl TestServer {
         }
         let response = self
             .client
-            .request(req.body(Full::new(Bytes::new())).unwrap())
+            .request(req.body(Full::new(body)).unwrap())
             .await
             .unwrap();
         let (parts, body) = response.into_parts();
@@ -338,4 +424,12 @@ impl TestServer {
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(Method::GET, path, token, &[]).await
     }
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
 }

@@ -318,6 +318,7 @@ fn main() {
     };
     let served = Arc::new(AtomicU64::new(0));
     let counter = served.clone();
+    let inproc_guard = GuardLayer::new(config.clone()).layer(handler.clone());
     let guarded = ServiceExt::<Request<Incoming>>::map_response(
         GuardLayer::new(config).layer(handler.clone()),
         move |r| {
@@ -325,6 +326,53 @@ fn main() {
             r
         },
     );
+
+    // In-process cost per request (no sockets): the guard's own work next to the handler's.
+    let inproc = |label: &str, svc: &mut dyn FnMut() -> StatusCode| {
+        let n = 20_000u32;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            assert_eq!(svc(), StatusCode::OK);
+        }
+        let per = start.elapsed() / n;
+        println!(
+            "in-process {label}: {:.1} µs per request",
+            per.as_secs_f64() * 1e6
+        );
+        per
+    };
+    let local = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let uri = format!("/fhir/Observation/{VITAL_355}");
+    let mk = || {
+        Request::get(uri.as_str())
+            .header(header::AUTHORIZATION, auth.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let mut bare = handler.clone();
+    let t_bare = inproc("handler alone", &mut || {
+        local.block_on(bare.call(mk())).unwrap().status()
+    });
+    let t_guard = inproc("guarded handler", &mut || {
+        local
+            .block_on(ServiceExt::<Request<Full<Bytes>>>::oneshot(
+                inproc_guard.clone(),
+                mk(),
+            ))
+            .unwrap()
+            .status()
+    });
+    println!(
+        "in-process guard overhead: {:.1} µs per request",
+        (t_guard.as_secs_f64() - t_bare.as_secs_f64()) * 1e6
+    );
+
+    if std::env::var("LOAD_INPROC_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
 
     let (guarded_addr, plain_addr): (SocketAddr, SocketAddr) = runtime.block_on(async {
         let g = TcpListener::bind("127.0.0.1:0").await.unwrap();

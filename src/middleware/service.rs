@@ -45,8 +45,37 @@ pub type GuardBody = Full<Bytes>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The typed form of a scope string, shared between the requests of one token.
+type TypedScopes = Arc<(Vec<crate::enforce::ResourceGrant>, crate::scope::ScopeSet)>;
+
+/// The elements `Enforcer::check_read` reads besides the registry's classification elements:
+/// the type, the id (a Patient's own compartment), the granular-scope constraint elements and
+/// the patient-reference elements of the compartment check. Everything else in a returned
+/// resource is skipped (validated as JSON, not built), so a large resource costs little.
+const PROBE_ELEMENTS: &[&str] = &[
+    "resourceType",
+    "id",
+    "category",
+    "code",
+    "type",
+    "status",
+    "intent",
+    "clinicalStatus",
+    "verificationStatus",
+    "subject",
+    "patient",
+    "beneficiary",
+    "target",
+];
+
+/// How many distinct scope strings are kept typed.
+const SCOPE_CACHE_CAPACITY: usize = 1024;
+
 pub(crate) struct Shared {
     pub(crate) config: GuardConfig,
+    /// The top-level elements enforcement and classification read from a returned resource.
+    probe_fields: Vec<String>,
+    scopes: std::sync::RwLock<std::collections::HashMap<String, TypedScopes>>,
     semaphore: Option<Arc<Semaphore>>,
     id_prefix: String,
     counter: AtomicU64,
@@ -61,12 +90,36 @@ impl Shared {
                 // Uniqueness, not secrecy, is what a correlation id needs.
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
+        let mut probe_fields: Vec<String> =
+            PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
+        for name in &config.registry.element_names {
+            if !probe_fields.contains(name) {
+                probe_fields.push(name.clone());
+            }
+        }
         Self {
+            probe_fields,
+            scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
             semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             config,
             id_prefix: prefix,
             counter: AtomicU64::new(0),
         }
+    }
+
+    /// The scope string typed for enforcement, parsed once per distinct string.
+    fn typed_scopes(&self, scope: &str) -> TypedScopes {
+        if let Some(hit) = self.scopes.read().ok().and_then(|c| c.get(scope).cloned()) {
+            return hit;
+        }
+        let typed: TypedScopes = Arc::new(resource_grants(scope));
+        if let Ok(mut cache) = self.scopes.write() {
+            if cache.len() >= SCOPE_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(scope.to_owned(), Arc::clone(&typed));
+        }
+        typed
     }
 
     fn next_request_id(&self) -> Option<RequestId> {
@@ -576,13 +629,13 @@ impl Shared {
             check_limit(limiter.as_ref(), EndpointClass::FhirRead, &keys, now)?;
         }
 
-        let (grants, scopes) = resource_grants(&claims.scope);
+        let typed = self.typed_scopes(&claims.scope);
         Ok(Authorized {
             client_id: claims.client_id,
             patient,
             categories,
-            grants,
-            scopes,
+            grants: typed.0.clone(),
+            scopes: typed.1.clone(),
             fhir_user: claims.fhir_user,
         })
     }
@@ -604,8 +657,8 @@ impl Shared {
                 Ok(body)
             }
             ResponseCheck::Resource => {
-                let resource: Value = serde_json::from_slice(&body)
-                    .map_err(|_| GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
+                let resource = probe(&body, &self.probe_fields)
+                    .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
                 enforcer
                     .check_read(request, &resource)
                     .map_err(GuardRejection::ResponseDenied)?;
@@ -762,6 +815,7 @@ impl Shared {
 
     /// Security headers, CORS and the request id.
     fn decorate(&self, trail: &Trail, response: &mut Response<GuardBody>, kind: ResponseKind) {
+        response.headers_mut().reserve(12);
         self.config.headers.apply(response.headers_mut(), kind);
         if let Some(cors) = &self.config.cors {
             cors.apply(trail.cors, trail.origin.as_ref(), response.headers_mut());
@@ -783,13 +837,13 @@ impl Shared {
     /// withheld (500) — no request is served unaudited.
     fn finish(
         &self,
-        trail: Trail,
+        mut trail: Trail,
         event: EventKind,
         outcome: Outcome,
         response: Response<GuardBody>,
     ) -> Response<GuardBody> {
         let kept = self
-            .audit_record(&trail, event, outcome)
+            .audit_record(&mut trail, event, outcome)
             .ok()
             .is_some_and(|record| self.config.audit.record(record).is_ok());
         if kept {
@@ -802,9 +856,11 @@ impl Shared {
         failed
     }
 
+    /// The request's record; moves what it needs out of `trail` (only CORS and the request id
+    /// are used afterwards).
     fn audit_record(
         &self,
-        trail: &Trail,
+        trail: &mut Trail,
         event: EventKind,
         outcome: Outcome,
     ) -> Result<AuditRecord, RecordError> {
@@ -816,21 +872,59 @@ impl Shared {
         };
         record.event = event;
         record.request_id.clone_from(&trail.request_id);
-        record.actor.clone_from(&trail.actor);
-        record.client.clone_from(&trail.client);
-        record.grant.clone_from(&trail.grant);
-        record.source = trail.source;
-        record.method = Some(trail.method);
-        if trail.patient.is_some() {
-            record.patient.clone_from(&trail.patient);
-        }
-        record.categories.clone_from(&trail.categories);
+        record.actor = trail.actor.take();
         if trail.client.is_some() {
             record.purpose = self.config.purpose;
         }
+        record.client = trail.client.take();
+        record.grant = trail.grant.take();
+        record.source = trail.source;
+        record.method = Some(trail.method);
+        if trail.patient.is_some() {
+            record.patient = trail.patient.take();
+        }
+        record.categories = std::mem::take(&mut trail.categories);
         record.decision = trail.decision;
         Ok(record)
     }
+}
+
+/// Parses a JSON object keeping only `fields` (the rest is checked for syntax and skipped).
+fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Seed<'a>(&'a [String]);
+
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = serde_json::Map<String, Value>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = serde_json::Map<String, Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a FHIR resource object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.iter().any(|f| *f == key) {
+                    let value: Value = map.next_value()?;
+                    out.insert(key.into_owned(), value);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let map = Seed(fields).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(Value::Object(map))
 }
 
 fn check_limit(
@@ -1023,6 +1117,23 @@ mod tests {
             append_query(&bare, &add[..1]).unwrap().to_string(),
             "/fhir/Observation?patient=Patient%2F355"
         );
+    }
+
+    #[test]
+    fn probe_keeps_what_enforcement_reads() {
+        let fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
+        let v = probe(
+            br#"{"resourceType":"Observation","id":"1","text":{"div":"<div>big</div>"},
+                 "subject":{"reference":"Patient/355"},"valueQuantity":{"value":1}}"#,
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(v["resourceType"], "Observation");
+        assert_eq!(v["subject"]["reference"], "Patient/355");
+        assert!(v.get("text").is_none() && v.get("valueQuantity").is_none());
+        assert!(probe(br#"{"resourceType":"Observation"} trailing"#, &fields).is_none());
+        assert!(probe(br#"{"resourceType":"Observation","x":[1,}"#, &fields).is_none());
+        assert!(probe(b"[1,2]", &fields).is_none());
     }
 
     #[test]

@@ -16,3 +16,5 @@ mod pg;
 mod race;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod token_suite;

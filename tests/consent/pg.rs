@@ -9,7 +9,8 @@ use fhirguard::consent::{
 use fhirguard::token::{RevocationList, TokenStore};
 use time::Duration;
 
-use super::suite::{T0, consent_suite, request, token_suite};
+use super::suite::{T0, consent_suite, request};
+use super::token_suite::token_suite;
 
 /// The server to use. Never skipped silently: without it the test fails and says why.
 pub fn url() -> String {

@@ -6,6 +6,7 @@ mod cutoff;
 mod fhir;
 mod history;
 mod memory;
+mod props;
 mod suite;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -226,16 +226,11 @@ impl Grant {
             approver_ext(&ext("approver"), &r.approver),
         ];
         if let GrantState::Revoked { at, by, reason } = &self.state {
-            let mut by_ext = approver_ext("by", by);
-            if let Some(obj) = by_ext.as_object_mut() {
-                obj.remove("url");
-                obj.insert("url".into(), "by".into());
-            }
             extensions.push(json!({
                 "url": ext("revocation"),
                 "extension": [
                     {"url": "at", "valueDateTime": instant(*at)},
-                    by_ext,
+                    approver_ext("by", by),
                     {"url": "reason", "valueString": reason}
                 ]
             }));

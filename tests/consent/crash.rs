@@ -98,7 +98,12 @@ fn crash_rounds(target: &str, rounds: usize) -> usize {
         let lines = lines.lock().unwrap();
         let before = approved.len();
         for line in lines.iter() {
-            // A line cut by the kill has no id to check; complete lines were acknowledged.
+            // libtest may print "test … ... " before the first line; a line cut by the kill has
+            // no complete id to check; complete lines were acknowledged.
+            let Some(at) = line.find("ACK ") else {
+                continue;
+            };
+            let line = &line[at..];
             if let Some(id) = line.strip_prefix("ACK A ") {
                 if id.len() == 32 {
                     approved.push(id.to_owned());

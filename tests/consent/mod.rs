@@ -6,6 +6,7 @@ mod cutoff;
 mod fhir;
 mod history;
 mod memory;
+mod props;
 mod suite;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -16,3 +17,5 @@ mod pg;
 mod race;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod token_suite;

@@ -9,7 +9,8 @@ use fhirguard::consent::{
 use fhirguard::token::{RevocationList, TokenStore};
 use time::Duration;
 
-use super::suite::{T0, consent_suite, request, token_suite};
+use super::suite::{T0, consent_suite, request};
+use super::token_suite::token_suite;
 
 /// The server to use. Never skipped silently: without it the test fails and says why.
 pub fn url() -> String {
@@ -170,4 +171,85 @@ fn postgres_expiry_and_purge_reach_other_nodes() {
     })
     .expect("purge propagated");
     assert!(b.grant(&g.id).unwrap().is_none());
+}
+
+const NODE_ENV: &str = "FHIRGUARD_CONSENT_NODE_B";
+
+/// Child mode for the two-process test: node B in its own process, with its own connections
+/// and cache. Ignored unless the parent runs it.
+#[test]
+#[ignore = "node B of the two-process test; run by it"]
+fn two_process_node_b() {
+    use std::io::Write;
+    let spec = std::env::var(NODE_ENV).expect("child mode needs schema:grant");
+    let (schema, grant) = spec.split_once(':').unwrap();
+    let grant = fhirguard::GrantId::new(grant).unwrap();
+    let node_b = store(schema);
+    assert!(node_b.grant_status(&grant, T0).active().is_some());
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let start = Instant::now();
+    while node_b.grant_status(&grant, T0) != GrantStatus::Revoked {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(5),
+            "never saw the revocation"
+        );
+        std::thread::sleep(StdDuration::from_micros(200));
+    }
+    println!("REVOKED");
+    std::io::stdout().flush().unwrap();
+}
+
+#[test]
+fn postgres_two_processes_see_a_revocation_within_one_second() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let schema = fresh_schema();
+    let node_a = store(&schema);
+    let mut times = Vec::new();
+    for i in 0..5i64 {
+        let now = T0 + Duration::seconds(i);
+        let g = node_a.approve(request("355", "app-a", now), now).unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "consent::pg::two_process_node_b",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(NODE_ENV, format!("{schema}:{}", g.id))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next_marker = || {
+            lines
+                .by_ref()
+                .map(Result::unwrap)
+                // libtest may print "test … ... " on the same line before the child's output.
+                .find_map(|l| {
+                    ["READY", "REVOKED"]
+                        .into_iter()
+                        .find(|m| l.ends_with(m))
+                        .map(str::to_owned)
+                })
+        };
+        assert_eq!(next_marker().as_deref(), Some("READY"));
+        let start = Instant::now();
+        node_a
+            .revoke(&g.id, Approver::Patient, "two-process test", now)
+            .unwrap();
+        assert_eq!(next_marker().as_deref(), Some("REVOKED"));
+        times.push(start.elapsed());
+        assert!(child.wait().unwrap().success());
+    }
+    times.sort();
+    let max = times[times.len() - 1];
+    println!(
+        "two-process revocation propagation (LISTEN/NOTIFY): median {:?}, max {max:?}",
+        times[times.len() / 2]
+    );
+    assert!(max < StdDuration::from_secs(1), "max {max:?}");
 }

@@ -4,7 +4,8 @@ use fhirguard::consent::{
 use fhirguard::token::{RefreshLookup, RevocationList, TokenHash, TokenStore};
 use time::Duration;
 
-use super::suite::{T0, consent_suite, family, request, token_suite};
+use super::suite::{T0, consent_suite, request};
+use super::token_suite::{family, token_suite};
 
 #[test]
 fn sqlite_in_memory_passes_the_suite() {

@@ -35,6 +35,7 @@ mod endpoints;
 mod scopes;
 mod service;
 mod stages;
+mod token_cache;
 
 pub use config::{
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PUBLIC_PATHS, GuardConfig, GuardConfigBuilder,
@@ -45,3 +46,6 @@ pub use cors::{CorsClass, CorsPolicy, OriginRegistry};
 pub use endpoints::{AuthorizeHost, SmartEndpoint, SmartEndpoints};
 pub use service::{GuardBody, GuardLayer, GuardService, ResponseFuture};
 pub use stages::{AuditRecorder, PeerAddr, RateLimit, TokenValidation};
+pub use token_cache::{
+    CachedTokenValidator, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_TTL,
+};

@@ -1,6 +1,7 @@
 //! The guard layer around a small axum app over real loopback sockets.
 
 mod endpoints;
+mod limits;
 mod support;
 
 use std::sync::Arc;
@@ -67,7 +68,22 @@ fn assert_security_headers(reply: &Reply) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_expired_revoked_tokens_get_401() {
-    let s = TestServer::start(Options::default()).await;
+    tokens_get_401(Options::default()).await;
+}
+
+/// The signature cache changes nothing a client can observe: expiry, token revocation and
+/// grant revocation all take effect at the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_validator_still_sees_expiry_and_revocation() {
+    tokens_get_401(Options {
+        cached_validator: true,
+        ..Options::default()
+    })
+    .await;
+}
+
+async fn tokens_get_401(options: Options) {
+    let s = TestServer::start(options).await;
     let path = format!("/fhir/Observation/{VITAL_355}");
 
     let missing = s.get(&path, None).await;

@@ -12,12 +12,14 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use fhirguard::abuse::{AnomalyDetector, AnomalyHook};
 use fhirguard::audit::{AuditLog, ChainHead, KeyId, KeyRing, MemorySink, SealedRecord};
 use fhirguard::category::CategoryRegistry;
 use fhirguard::consent::ActiveGrant;
 use fhirguard::enforce::EnforceConfig;
 use fhirguard::middleware::{
-    AuthorizeHost, CorsPolicy, GuardConfig, GuardContext, GuardLayer, RateLimit, SmartEndpoints,
+    AuditRecorder, AuthorizeHost, CachedTokenValidator, CorsPolicy, GuardConfig, GuardContext,
+    GuardLayer, RateLimit, SmartEndpoints,
 };
 use fhirguard::sanitize::SanitizerConfig;
 use fhirguard::scope::ScopeSet;
@@ -114,6 +116,8 @@ struct AppState {
     seen: Mutex<Vec<Seen>>,
     /// When set, the handler ignores the narrowing (a careless FHIR engine).
     careless: AtomicBool,
+    /// When set, the handler takes 300 ms.
+    slow: AtomicBool,
 }
 
 pub struct Options {
@@ -124,6 +128,12 @@ pub struct Options {
     pub max_concurrency: Option<usize>,
     /// Rate limits of the authorization-server endpoints.
     pub endpoint_limiter: Option<Arc<dyn RateLimit>>,
+    /// Replaces the audit log the guard records to (the test log still exists, empty).
+    pub audit: Option<Arc<dyn AuditRecorder>>,
+    pub anomaly: Option<(Arc<AnomalyDetector>, Arc<dyn AnomalyHook>)>,
+    pub allow_grantless: bool,
+    /// Validate through `CachedTokenValidator` instead of the server's validator.
+    pub cached_validator: bool,
 }
 
 impl Default for Options {
@@ -135,12 +145,17 @@ impl Default for Options {
             cors: None,
             max_concurrency: None,
             endpoint_limiter: None,
+            audit: None,
+            anomaly: None,
+            allow_grantless: false,
+            cached_validator: false,
         }
     }
 }
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub server: Arc<AuthorizationServer>,
     pub audit: Arc<AuditLog<MemorySink>>,
     pub clock: Arc<ManualClock>,
     pub grants: Arc<MemoryGrantStatus>,
@@ -178,6 +193,9 @@ async fn fhir(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let Some(context) = context else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no guard context").into_response();
     };
+    if state.slow.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
     let mut request = context.request.clone();
     if state.careless.load(Ordering::SeqCst) {
         let keep = request.params.len() - context.narrowing.len();
@@ -246,11 +264,16 @@ impl TestServer {
         let mut builder = GuardConfig::builder()
             .fhir_base(FHIR_BASE)
             .sanitizer_config(SanitizerConfig::us_core("/fhir"))
-            .validator(server.clone())
+            .validator(if options.cached_validator {
+                Arc::new(CachedTokenValidator::new(server.clone()))
+            } else {
+                server.clone()
+            })
             .grants(grants.clone())
             .registry(Arc::new(CategoryRegistry::default_registry()))
-            .audit(audit.clone())
+            .audit(options.audit.clone().unwrap_or_else(|| audit.clone()))
             .clock(clock.clone())
+            .allow_grantless_tokens(options.allow_grantless)
             .enforce(options.enforce);
         if let Some(limiter) = options.rate_limiter {
             builder = builder.rate_limiter(limiter);
@@ -268,6 +291,9 @@ impl TestServer {
         if let Some(limiter) = options.endpoint_limiter {
             endpoints = endpoints.with_rate_limiter(limiter);
         }
+        if let Some((detector, hook)) = options.anomaly {
+            builder = builder.anomaly_detector(detector).anomaly_hook(hook);
+        }
         if let Some(n) = options.max_concurrency {
             builder = builder.max_concurrency(n);
         }
@@ -276,6 +302,7 @@ impl TestServer {
             store: FhirStore::with_fixtures().unwrap(),
             seen: Mutex::new(Vec::new()),
             careless: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
         });
         let fhir_app = Router::new()
             .route("/fhir/metadata", get(metadata))
@@ -301,6 +328,7 @@ impl TestServer {
         });
         TestServer {
             addr,
+            server,
             audit,
             clock,
             grants,
@@ -353,6 +381,10 @@ impl TestServer {
 
     pub fn set_careless(&self, careless: bool) {
         self.state.careless.store(careless, Ordering::SeqCst);
+    }
+
+    pub fn set_slow(&self, slow: bool) {
+        self.state.slow.store(slow, Ordering::SeqCst);
     }
 
     pub fn seen(&self) -> Vec<Seen> {

@@ -145,4 +145,7 @@ pub use tls::{Hsts, TlsConfigError, TlsServerConfigBuilder};
 
 pub use abuse::{AnomalyDetector, RateLimitDecision, RateLimitPolicy, RateLimiter};
 
+#[cfg(feature = "tower")]
+pub use middleware::{GuardConfig, GuardContext, GuardLayer, GuardRejection, GuardService};
+
 // --- pub use: auth (issue 9) ---

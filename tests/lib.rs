@@ -33,6 +33,9 @@ mod integrity;
 mod audit;
 
 // --- tests: middleware / tls (issue 8) ---
+#[cfg(feature = "axum")]
+mod middleware;
+
 #[cfg(feature = "tls")]
 mod tls;
 

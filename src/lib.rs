@@ -116,7 +116,14 @@ pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, 
 // --- pub use: token / oidc (issue 4) ---
 
 // --- pub use: consent (issue 5) ---
-pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
+#[cfg(feature = "sqlite")]
+pub use consent::SqliteStore;
+pub use consent::{
+    ActiveGrant, Approver, ConsentError, ConsentStore, Disclosure, DisclosureRef, Grant,
+    GrantState, GrantStatus, GrantStatusSource, MemoryConsentStore, RightOfAccessRequest,
+};
+#[cfg(feature = "postgres")]
+pub use consent::{PostgresConfig, PostgresStore};
 
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};

@@ -22,6 +22,7 @@ mod category;
 mod token;
 
 // --- tests: consent (issue 5) ---
+mod consent;
 
 // --- tests: sanitize / integrity (issue 6) ---
 mod sanitize;

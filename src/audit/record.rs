@@ -218,6 +218,9 @@ pub enum EventKind {
     ConsentExpired,
     /// The file sink found a torn last line on start and continued the chain after it.
     AuditLogRecovered,
+    /// A grant's request rate or breadth of categories jumped far above its own history
+    /// (the "fire hose instead of one sip"); the record names the grant, client and patient.
+    AnomalyDetected,
 }
 
 impl EventKind {

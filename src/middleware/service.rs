@@ -476,9 +476,17 @@ where
     shared.decorate(&trail, &mut response, ResponseKind::Phi);
     if let (Some(detector), Some(grant)) = (&config.anomaly, &trail.grant) {
         let categories: Vec<CategoryId> = trail.categories.iter().cloned().collect();
-        for signal in detector.observe(grant, &categories, now) {
+        let signals = detector.observe(grant, &categories, now);
+        if !signals.is_empty() {
+            // The spike is a security event of its own, beside the request's record; like any
+            // record it must be kept, or nothing is served.
+            if !shared.record_anomaly(&trail) {
+                return Ok(shared.audit_failed(&trail));
+            }
             if let Some(hook) = &config.anomaly_hook {
-                hook.on_anomaly(&signal);
+                for signal in &signals {
+                    hook.on_anomaly(signal);
+                }
             }
         }
     }
@@ -849,11 +857,33 @@ impl Shared {
         if kept {
             return response;
         }
+        self.audit_failed(&trail)
+    }
+
+    /// The answer when an audit record could not be kept: nothing is served (fail closed).
+    fn audit_failed(&self, trail: &Trail) -> Response<GuardBody> {
         let rejection = GuardRejection::AuditFailed;
         let mut failed = self.rejection_response(&rejection);
-        self.decorate(&trail, &mut failed, ResponseKind::Phi);
+        self.decorate(trail, &mut failed, ResponseKind::Phi);
         failed.extensions_mut().insert(rejection);
         failed
+    }
+
+    /// Records an [`EventKind::AnomalyDetected`] security event for the request's grant,
+    /// client and patient. False when the record could not be kept.
+    fn record_anomaly(&self, trail: &Trail) -> bool {
+        let Ok(time) = AuditTime::new(trail.time) else {
+            return false;
+        };
+        let mut record = AuditRecord::new(time, EventKind::AnomalyDetected, Outcome::Success);
+        record.request_id.clone_from(&trail.request_id);
+        record.client.clone_from(&trail.client);
+        record.grant.clone_from(&trail.grant);
+        record.patient.clone_from(&trail.patient);
+        record.source = trail.source;
+        record.method = Some(trail.method);
+        record.categories.clone_from(&trail.categories);
+        self.config.audit.record(record).is_ok()
     }
 
     /// The request's record; moves what it needs out of `trail` (only CORS and the request id

@@ -141,6 +141,19 @@ async fn a_fire_hose_raises_an_anomaly_signal() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].grant.as_str(), GRANT);
     assert!(matches!(got[0].kind, AnomalyKind::RateSpike { .. }));
+    // The spike is also a security event in the audit log, beside the 16 request records.
+    let records = s.records();
+    let anomalies: Vec<_> = records
+        .iter()
+        .filter(|r| r.record().event == fhirguard::audit::EventKind::AnomalyDetected)
+        .collect();
+    assert_eq!(anomalies.len(), 1);
+    assert_eq!(
+        anomalies[0].record().grant.as_ref().map(|g| g.as_str()),
+        Some(GRANT)
+    );
+    assert!(anomalies[0].record().client.is_some());
+    assert_eq!(records.len(), 16 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

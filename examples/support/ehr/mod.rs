@@ -89,6 +89,10 @@ pub struct EhrConfig {
     pub data_dir: PathBuf,
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
+    /// Hash new demo passwords with 1,000 PBKDF2 iterations instead of OWASP's 600,000, so
+    /// unoptimised test builds do not spend seconds per sign-in. Tests only: never in a
+    /// deployment (the default is `false`).
+    pub dangerous_weak_password_hashing: bool,
 }
 
 impl EhrConfig {
@@ -97,6 +101,7 @@ impl EhrConfig {
         Self {
             data_dir: data_dir.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            dangerous_weak_password_hashing: false,
         }
     }
 }
@@ -259,7 +264,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         .map_err(|e| EhrError::msg(format!("TLS configuration: {e}")))?;
 
     // --- secrets, users ---
-    let hasher = setup::hasher()?;
+    let hasher = if config.dangerous_weak_password_hashing {
+        fhirguard::auth::dangerous::weak_hasher(fhirguard::auth::HashParams {
+            iterations: 1_000,
+            ..fhirguard::auth::HashParams::default()
+        })
+        .map_err(|e| EhrError::msg(format!("password hasher: {e}")))?
+        .with_max_iterations(fhirguard::auth::MAX_ENCODED_ITERATIONS)
+    } else {
+        setup::hasher()?
+    };
     let secrets = setup::secrets(&dir, &hasher)?;
     let store =
         FhirStore::with_fixtures().map_err(|e| EhrError::msg(format!("fixtures: {e:?}")))?;
@@ -470,8 +484,10 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
 
     let sanitizer = Sanitizer::new(SanitizerConfig::us_core("/fhir"))
         .map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
-    let mut headers = SecurityHeaders::default();
-    headers.html_csp = csp_for_style();
+    let headers = SecurityHeaders {
+        html_csp: csp_for_style(),
+        ..SecurityHeaders::default()
+    };
 
     let registry = CategoryRegistry::default_registry();
     let categories_json: Vec<_> = registry

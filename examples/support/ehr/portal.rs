@@ -967,20 +967,17 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
         ));
     }
     let now = Ehr::now();
+    // min(approval + one year, the end of the chosen day).
+    let cap = one_year_after(today).with_time(now.time()).assume_utc();
     let ends_at = end
         .next_day()
-        .map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
-        .unwrap_or(now)
-        .min(now + Duration::days(366))
-        .min(
-            max.with_time(Time::MIDNIGHT)
-                .assume_utc()
-                .max(now + Duration::days(365)),
-        );
-    let Ok(grant_token) = setup::random_token() else {
+        .map_or(cap, |d| d.with_time(Time::MIDNIGHT).assume_utc())
+        .min(cap);
+    let Ok(grant_bytes) = setup::random_bytes::<16>() else {
         return expired_plain(ehr);
     };
-    let Ok(grant_id) = GrantId::new(format!("g-{}", &grant_token[..22])) else {
+    let grant_hex: String = grant_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let Ok(grant_id) = GrantId::new(format!("g-{grant_hex}")) else {
         return expired_plain(ehr);
     };
     // The patient's approval, as SMART scopes derived from the chosen categories.

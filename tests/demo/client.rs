@@ -10,11 +10,16 @@ use hyper::body::Bytes;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// One response, fully read.
-#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}\n{}", self.status, self.headers, self.text())
+    }
 }
 
 impl Reply {

@@ -16,7 +16,6 @@
 #![allow(dead_code)]
 
 mod auth_endpoints;
-mod consent;
 mod fhir_api;
 mod pages;
 mod portal;
@@ -55,8 +54,6 @@ use fhirguard::token::{
 use fhirguard::{ClientId, PatientId, SystemClock};
 
 use crate::fhir_store::FhirStore;
-
-pub(crate) use consent::GrantBook;
 
 /// Why the demo could not start (or a request-independent step failed).
 #[derive(Debug)]
@@ -166,7 +163,9 @@ pub(crate) struct Ehr {
     pub registry: CategoryRegistry,
     pub store: FhirStore,
     pub sanitizer: Sanitizer,
-    pub grants: GrantBook,
+    /// The consent store (right-of-access requests and grants); also the grant-status source
+    /// the authorization server and the token validator ask.
+    pub consent: Arc<fhirguard::consent::MemoryConsentStore>,
     pub audit: AuditLog<Tee<FileSink, Arc<AccessIndex>>>,
     pub access: Arc<AccessIndex>,
     pub users: Vec<User>,
@@ -441,7 +440,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     }
 
     // --- consent, authorization server ---
-    let grants = GrantBook::default();
+    let consent = Arc::new(fhirguard::consent::MemoryConsentStore::new());
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
     let server = AuthorizationServer::new(
@@ -449,7 +448,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         keys,
         Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
         Arc::new(InMemoryTokenStore::new()),
-        grants.status(),
+        Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
     )
     .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?;
 
@@ -540,7 +539,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         registry,
         store,
         sanitizer,
-        grants,
+        consent,
         audit,
         access,
         users,

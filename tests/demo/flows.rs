@@ -132,6 +132,16 @@ async fn launch(
         .await;
     let approval = login(d, &mut b, user, page).await;
     assert_eq!(approval.status, 200, "{}", approval.text());
+    // No script may run; the form may post here and (through the redirect) to the app only.
+    let csp = approval.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:8765;"),
+        "{csp}"
+    );
     let html = approval.text();
     for c in d.json["categories"].as_array().unwrap() {
         let id = c["id"].as_str().unwrap();
@@ -688,14 +698,8 @@ fn totp_user_symmetric_client_and_deny() {
                 &challenge,
             ))
             .await;
-        // A fresh browser must sign in again (TOTP codes are single-use: wait for a new one).
-        let step = (time::OffsetDateTime::now_utc().unix_timestamp() / 30 + 1) * 30;
-        let wait = step - time::OffsetDateTime::now_utc().unix_timestamp();
-        tokio::time::sleep(std::time::Duration::from_secs(
-            u64::try_from(wait).unwrap() + 1,
-        ))
-        .await;
-        let approval = login(d, &mut b, user, page).await;
+        // (A TOTP code works once, so the deny story signs in the account without one.)
+        let approval = login(d, &mut b, d.user(false), page).await;
         let html = approval.text();
         let fields = [
             ("csrf", input_value(&html, "csrf").unwrap()),

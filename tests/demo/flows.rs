@@ -535,6 +535,53 @@ fn approve_two_categories_read_them_refresh_revoke() {
             .await;
         assert_ne!(other_search.status, 200, "{}", other_search.text());
 
+        // Leak probes: totals count only what may be seen, includes bring nothing of another
+        // patient or of a denied category, and a search by the other patient's id is refused.
+        let counted = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&_summary=count"),
+                &h,
+            )
+            .await;
+        if counted.status == 200 {
+            let total = counted.json()["total"].as_u64().unwrap_or(0);
+            assert!(
+                total <= all.len() as u64,
+                "total {total} reveals more than the {} visible",
+                all.len()
+            );
+        }
+        let included = browser
+            .get_with(&format!("{fhir}/Observation?patient={patient}&_include=Observation:subject&_revinclude=Provenance:target"), &h)
+            .await;
+        if included.status == 200 {
+            for r in entries(&included.json()) {
+                assert_ne!(r["id"].as_str(), Some(other), "another patient included");
+                if r["resourceType"] == "Observation" {
+                    let cats = observation_categories(&r);
+                    assert!(
+                        cats.iter().any(|c| c == "vital-signs" || c == "laboratory"),
+                        "{cats:?}"
+                    );
+                }
+            }
+        }
+        let by_id = browser
+            .get_with(&format!("{fhir}/Patient?_id={other}"), &h)
+            .await;
+        if by_id.status == 200 {
+            assert!(entries(&by_id.json()).is_empty(), "another patient by _id");
+        }
+        let subject = browser
+            .get_with(&format!("{fhir}/Observation?subject=Patient/{other}"), &h)
+            .await;
+        if subject.status == 200 {
+            assert!(
+                entries(&subject.json()).is_empty(),
+                "another patient by subject"
+            );
+        }
+
         // Refresh works.
         let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
         let refresh = token["refresh_token"].as_str().unwrap().to_owned();

@@ -964,3 +964,72 @@ fn audit_log_verifies_and_records_accesses() {
     let wrong = KeyRing::new(KeyId::new("demo-1").unwrap(), &[0u8; 32]).unwrap();
     assert!(verify_log_dir(Verifier::new(&wrong), &audit, "audit").is_err());
 }
+
+#[test]
+fn restart_reuses_certificates_keys_and_secrets() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || crate::ehr::EhrConfig {
+            data_dir: dir.path().to_owned(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dangerous_weak_password_hashing: true,
+        };
+        let first = crate::ehr::start(config()).await.unwrap();
+        let before = first.demo.clone();
+        let ca_before = std::fs::read(before["ca_cert"].as_str().unwrap()).unwrap();
+        first.stop().await;
+        let second = crate::ehr::start(config()).await.unwrap();
+        let after = second.demo.clone();
+        let ca_after = std::fs::read(after["ca_cert"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            ca_before, ca_after,
+            "the CA is generated once per data directory"
+        );
+        let creds = |doc: &Value| -> Vec<(Value, Value, Value)> {
+            doc["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| {
+                    (
+                        u["username"].clone(),
+                        u["password"].clone(),
+                        u["totp_secret"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            creds(&before),
+            creds(&after),
+            "passwords and TOTP secrets are kept"
+        );
+        for kind in [
+            "confidential-symmetric",
+            "confidential-asymmetric",
+            "backend",
+        ] {
+            let find = |doc: &Value| {
+                doc["clients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == kind)
+                    .unwrap()
+                    .clone()
+            };
+            let (b, a) = (find(&before), find(&after));
+            assert_eq!(b["client_secret"], a["client_secret"]);
+            assert_eq!(b["private_key_pem"], a["private_key_pem"]);
+            assert_eq!(b["kid"], a["kid"]);
+        }
+        // demo.json on disk describes the running server.
+        let on_disk: Value =
+            serde_json::from_slice(&std::fs::read(&second.demo_json).unwrap()).unwrap();
+        assert_eq!(
+            on_disk["fhir_base_url"],
+            json!(format!("{}/fhir", second.base_url))
+        );
+        second.stop().await;
+    });
+}

@@ -49,7 +49,7 @@ use fhirguard::scope::ScopeSet;
 use fhirguard::tls::TlsServerConfigBuilder;
 use fhirguard::token::{
     Algorithm, AuthorizationServer, Client, ClientSecret, InMemoryClientRegistry,
-    InMemoryKeySource, InMemoryTokenStore, SecretHash, SigningKey,
+    InMemoryKeySource, SecretHash, SigningKey,
 };
 use fhirguard::{ClientId, PatientId, SystemClock};
 
@@ -165,7 +165,7 @@ pub(crate) struct Ehr {
     pub sanitizer: Sanitizer,
     /// The consent store (right-of-access requests and grants); also the grant-status source
     /// the authorization server and the token validator ask.
-    pub consent: Arc<fhirguard::consent::MemoryConsentStore>,
+    pub consent: Arc<fhirguard::consent::SqliteStore>,
     pub audit: AuditLog<Tee<FileSink, Arc<AccessIndex>>>,
     pub access: Arc<AccessIndex>,
     pub users: Vec<User>,
@@ -460,14 +460,19 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     }
 
     // --- consent, authorization server ---
-    let consent = Arc::new(fhirguard::consent::MemoryConsentStore::new());
+    // One SQLite file keeps the grants and the token store (codes, refresh families, revoked
+    // tokens), so a restart keeps approvals and revocations.
+    let consent = Arc::new(
+        fhirguard::consent::SqliteStore::open(dir.join("consent.sqlite"))
+            .map_err(|e| EhrError::msg(format!("consent store: {e}")))?,
+    );
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
     let server = AuthorizationServer::new(
         server_config,
         keys,
         Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
-        Arc::new(InMemoryTokenStore::new()),
+        Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
         Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
     )
     .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?;

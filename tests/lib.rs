@@ -44,5 +44,12 @@ mod tls;
 mod fhir_store;
 mod fhir_store_tests;
 
+#[cfg(all(feature = "tls", feature = "axum", feature = "sqlite"))]
+#[path = "../examples/support/ehr/mod.rs"]
+mod ehr;
+
+#[cfg(all(feature = "tls", feature = "axum", feature = "sqlite"))]
+mod demo;
+
 // --- tests: auth (issue 9) ---
 mod auth;

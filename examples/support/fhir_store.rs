@@ -267,6 +267,20 @@ fn param_def(resource_type: &str, name: &str) -> Option<(Kind, &'static [&'stati
         .map(|(_, _, kind, paths)| (*kind, *paths))
 }
 
+/// Every search parameter the store evaluates, as (resource type or `*`, name, FHIR search
+/// parameter type): what the demo's CapabilityStatement advertises.
+pub fn search_params() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    PARAMS.iter().map(|(t, n, kind, _)| {
+        let ty = match kind {
+            Kind::Token => "token",
+            Kind::Reference => "reference",
+            Kind::Date => "date",
+            Kind::String => "string",
+        };
+        (*t, *n, ty)
+    })
+}
+
 /// The reference parameters that place a resource type in the Patient compartment.
 fn patient_params(resource_type: &str) -> Vec<&'static [&'static str]> {
     PARAMS

@@ -11,7 +11,6 @@
 #![allow(clippy::print_stdout, unreachable_pub, missing_docs)]
 
 #[path = "support/fhir_store.rs"]
-#[allow(dead_code)]
 mod fhir_store;
 
 #[path = "support/ehr/mod.rs"]
@@ -51,7 +50,13 @@ async fn main() -> ExitCode {
     let Some(data_dir) = data_dir else {
         return usage();
     };
-    let running = match ehr::start(ehr::EhrConfig { data_dir, addr }).await {
+    let running = match ehr::start(ehr::EhrConfig {
+        data_dir,
+        addr,
+        dangerous_weak_password_hashing: false,
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ehr_server: {e}");

@@ -116,7 +116,10 @@ pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, 
 // --- pub use: token / oidc (issue 4) ---
 
 // --- pub use: consent (issue 5) ---
-pub use consent::{ActiveGrant, GrantStatus, GrantStatusSource};
+pub use consent::{
+    ActiveGrant, Approver, ConsentError, ConsentStore, Disclosure, DisclosureRef, Grant,
+    GrantState, GrantStatus, GrantStatusSource, MemoryConsentStore, RightOfAccessRequest,
+};
 
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};

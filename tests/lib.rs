@@ -40,5 +40,12 @@ mod tls;
 mod fhir_store;
 mod fhir_store_tests;
 
+#[cfg(all(feature = "tls", feature = "axum"))]
+#[path = "../examples/support/ehr/mod.rs"]
+mod ehr;
+
+#[cfg(all(feature = "tls", feature = "axum"))]
+mod demo;
+
 // --- tests: auth (issue 9) ---
 mod auth;

@@ -1,6 +1,35 @@
 //! Consent grants: the patient's right-of-access request, its one-year lifecycle, revocation
 //! that cuts off every token of the grant at once, and the stores that keep them.
+//!
+//! * [`RightOfAccessRequest`] — what the patient (or her representative) approved: the app, the
+//!   categories, the exact disclosure ([`Disclosure`]) she saw, when and how, her chosen end.
+//! * [`Grant`] — the request in force: active → expired | revoked (both final), ending at
+//!   min(approval + 1 year, chosen end); narrowing removes categories; history is kept.
+//! * [`ConsentStore`] — where grants live: [`MemoryConsentStore`] here, `SqliteStore` and
+//!   `PostgresStore` behind the `sqlite` and `postgres` features. Every store is also the
+//!   request path's [`GrantStatusSource`], answering from a warm [`GrantCache`].
+//!
+//! See `docs/consent.md` for the lifecycle and the legal wording choices.
 
+mod cache;
+mod disclosure;
+mod error;
+mod memory;
+mod record;
 mod status;
+mod store;
 
+#[cfg(test)]
+mod tests;
+
+pub use cache::GrantCache;
+pub use disclosure::{DISCLOSURE_VERSION, Disclosure};
+pub use error::ConsentError;
+pub use memory::MemoryConsentStore;
+pub use record::{
+    ApprovalMethod, Approver, DisclosureRef, Grant, GrantState, GrantStateKind, MAX_CATEGORIES,
+    MAX_NAME_LEN, MAX_REASON_LEN, MAX_USER_AGENT_LEN, MAX_VERSION_LEN, Narrowing,
+    RightOfAccessRequest, Transition, one_year_after,
+};
 pub use status::{ActiveGrant, GrantStatus, GrantStatusSource};
+pub use store::{ConsentStore, new_grant_id};

@@ -889,7 +889,7 @@ fn hex(b: u8) -> Option<u8> {
 /// Strict `application/x-www-form-urlencoded` decoding of one value.
 ///
 /// Refuses: `%` without two hex digits; bytes that are not UTF-8 (overlong forms included);
-/// C0/C1 controls, DEL and invisible formatting characters; a decoded `%XX` or `%uXXXX`
+/// C0/C1 controls, DEL and invisible formatting characters; a decoded `%XX` or `%uHHHH`
 /// (double encoding).
 pub fn decode(raw: &str) -> Result<String, SanitizeError> {
     let bytes = raw.as_bytes();

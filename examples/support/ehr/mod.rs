@@ -16,7 +16,6 @@
 #![allow(dead_code)]
 
 mod auth_endpoints;
-mod consent;
 mod fhir_api;
 mod pages;
 mod portal;
@@ -56,8 +55,6 @@ use fhirguard::{ClientId, PatientId, SystemClock};
 
 use crate::fhir_store::FhirStore;
 
-pub(crate) use consent::GrantBook;
-
 /// Why the demo could not start (or a request-independent step failed).
 #[derive(Debug)]
 pub struct EhrError(String);
@@ -89,6 +86,10 @@ pub struct EhrConfig {
     pub data_dir: PathBuf,
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
+    /// Hash new demo passwords with 1,000 PBKDF2 iterations instead of OWASP's 600,000, so
+    /// unoptimised test builds do not spend seconds per sign-in. Tests only: never in a
+    /// deployment (the default is `false`).
+    pub dangerous_weak_password_hashing: bool,
 }
 
 impl EhrConfig {
@@ -97,6 +98,7 @@ impl EhrConfig {
         Self {
             data_dir: data_dir.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            dangerous_weak_password_hashing: false,
         }
     }
 }
@@ -161,7 +163,9 @@ pub(crate) struct Ehr {
     pub registry: CategoryRegistry,
     pub store: FhirStore,
     pub sanitizer: Sanitizer,
-    pub grants: GrantBook,
+    /// The consent store (right-of-access requests and grants); also the grant-status source
+    /// the authorization server and the token validator ask.
+    pub consent: Arc<fhirguard::consent::MemoryConsentStore>,
     pub audit: AuditLog<Tee<FileSink, Arc<AccessIndex>>>,
     pub access: Arc<AccessIndex>,
     pub users: Vec<User>,
@@ -259,7 +263,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         .map_err(|e| EhrError::msg(format!("TLS configuration: {e}")))?;
 
     // --- secrets, users ---
-    let hasher = setup::hasher()?;
+    let hasher = if config.dangerous_weak_password_hashing {
+        fhirguard::auth::dangerous::weak_hasher(fhirguard::auth::HashParams {
+            iterations: 1_000,
+            ..fhirguard::auth::HashParams::default()
+        })
+        .map_err(|e| EhrError::msg(format!("password hasher: {e}")))?
+        .with_max_iterations(fhirguard::auth::MAX_ENCODED_ITERATIONS)
+    } else {
+        setup::hasher()?
+    };
     let secrets = setup::secrets(&dir, &hasher)?;
     let store =
         FhirStore::with_fixtures().map_err(|e| EhrError::msg(format!("fixtures: {e:?}")))?;
@@ -427,7 +440,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     }
 
     // --- consent, authorization server ---
-    let grants = GrantBook::default();
+    let consent = Arc::new(fhirguard::consent::MemoryConsentStore::new());
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
     let server = AuthorizationServer::new(
@@ -435,7 +448,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         keys,
         Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
         Arc::new(InMemoryTokenStore::new()),
-        grants.status(),
+        Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
     )
     .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?;
 
@@ -470,8 +483,10 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
 
     let sanitizer = Sanitizer::new(SanitizerConfig::us_core("/fhir"))
         .map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
-    let mut headers = SecurityHeaders::default();
-    headers.html_csp = csp_for_style();
+    let headers = SecurityHeaders {
+        html_csp: csp_for_style(),
+        ..SecurityHeaders::default()
+    };
 
     let registry = CategoryRegistry::default_registry();
     let categories_json: Vec<_> = registry
@@ -524,7 +539,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         registry,
         store,
         sanitizer,
-        grants,
+        consent,
         audit,
         access,
         users,

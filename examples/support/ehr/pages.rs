@@ -124,6 +124,7 @@ pub(crate) struct Approval<'a> {
     pub request: &'a str,
     pub app_name: &'a str,
     pub disclosure: &'a [String],
+    pub disclosure_sha256: &'a str,
     pub requested_scope: &'a str,
     pub categories: Vec<CategoryRow<'a>>,
     pub min_date: &'a str,
@@ -143,8 +144,12 @@ pub(crate) fn approval(chrome: &Chrome<'_>, a: &Approval<'_>) -> String {
     body.push_str(&error_line(a.error));
     body.push_str("<div class=\"disclosure\">");
     for paragraph in a.disclosure {
-        let _ = write!(body, "<p>{}</p>", text(paragraph));
+        let lines: Vec<String> = paragraph.lines().map(|l| text(l).into_owned()).collect();
+        let _ = write!(body, "<p>{}</p>", lines.join("<br>"));
     }
+    body.push_str(
+        "<p><strong>Only the categories you tick below are sent.</strong> Anything you leave unticked stays private.</p>",
+    );
     body.push_str("</div>");
     let _ = write!(
         body,
@@ -156,9 +161,11 @@ pub(crate) fn approval(chrome: &Chrome<'_>, a: &Approval<'_>) -> String {
         "<form method=\"post\" action=\"/portal/consent\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <input type=\"hidden\" name=\"request\" value=\"{}\">\
+         <input type=\"hidden\" name=\"disclosure\" value=\"{}\">\
          <fieldset><legend>Choose what to share (nothing is shared unless you tick it)</legend>",
         attr(chrome.csrf),
-        attr(a.request)
+        attr(a.request),
+        attr(a.disclosure_sha256)
     );
     for c in &a.categories {
         let _ = write!(

@@ -27,9 +27,11 @@ use fhirguard::scope::ScopeSet;
 use fhirguard::token::{Approval, AuthorizeRequest};
 use fhirguard::{CategoryId, GrantId};
 
-use super::consent::GrantRecord;
 use super::pages::{self, Chrome};
 use super::{Ehr, Peer, Req, Resp, setup};
+use fhirguard::consent::{
+    Approver, ConsentError, ConsentStore as _, Disclosure, GrantState, RightOfAccessRequest,
+};
 
 const COOKIE: &str = "__Host-fg_session";
 const SESSION_IDLE: Duration = Duration::minutes(30);
@@ -802,22 +804,24 @@ fn parse_iso(s: &str) -> Option<Date> {
     Date::parse(s, &format).ok()
 }
 
-fn disclosure(ehr: &Ehr, app: &str, user: &super::User) -> Vec<String> {
-    let _ = ehr;
-    vec![
-        format!(
-            "{app} asks to read health information from your record at this portal ({}). If you approve, you are \
-             directing us, under your HIPAA right of access, to send the categories you tick below to {app}.",
-            user.display_name
-        ),
-        format!(
-            "Once {app} has the data, HIPAA may no longer protect it: {app}'s own privacy policy and terms decide how \
-             it is used and shared. Only share what you are comfortable with."
-        ),
-        "Sharing lasts until the end date you choose (at most one year). You can stop it at any time on the \
-         Connected apps page; the app then loses access at once. Every access is recorded and shown to you there."
-            .to_owned(),
-    ]
+/// The provider's name in the disclosure text.
+const PROVIDER: &str = "the fhirguard demo EHR";
+
+/// The disclosure shown for a request: the consent component's right-of-access text for the
+/// categories the app asked for (the patient may tick fewer; only ticked ones are sent).
+fn shown_disclosure(ehr: &Ehr, request: &AuthorizeRequest) -> Disclosure {
+    let mut categories = requested_categories(ehr, &request.scope);
+    if categories.is_empty() {
+        categories = ehr.registry.ids().cloned().collect();
+    }
+    let app = ehr.client_name(&request.client.id);
+    Disclosure::for_categories(
+        PROVIDER,
+        &app,
+        &request.client.id,
+        &ehr.registry,
+        categories.iter(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -834,7 +838,9 @@ fn approval_page(
         return expired_plain(ehr);
     };
     let app = ehr.client_name(&request.client.id);
-    let disclosure = disclosure(ehr, &app, user);
+    let disclosure = shown_disclosure(ehr, request);
+    let paragraphs: Vec<String> = disclosure.text.split("\n\n").map(str::to_owned).collect();
+    let disclosure_ref = disclosure.reference().sha256_hex();
     let scope = request.scope.to_string();
     let today = today();
     let max = iso(one_year_after(today));
@@ -860,7 +866,8 @@ fn approval_page(
         &pages::Approval {
             request: request_id,
             app_name: &app,
-            disclosure: &disclosure,
+            disclosure: &paragraphs,
+            disclosure_sha256: &disclosure_ref,
             requested_scope: &scope,
             categories,
             min_date: &min,
@@ -967,22 +974,54 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
         ));
     }
     let now = Ehr::now();
-    let ends_at = end
-        .next_day()
-        .map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
-        .unwrap_or(now)
-        .min(now + Duration::days(366))
-        .min(
-            max.with_time(Time::MIDNIGHT)
-                .assume_utc()
-                .max(now + Duration::days(365)),
+    // The disclosure she saw is the one we record: the page carries its digest, and a
+    // digest that no longer matches (the app's registration changed meanwhile) is refused.
+    let disclosure = shown_disclosure(ehr, request);
+    if field(&form, "disclosure").is_some_and(|d| d != disclosure.reference().sha256_hex()) {
+        return fail(
+            "The sharing terms changed while you were reading them. Please review them again.",
         );
-    let Ok(grant_token) = setup::random_token() else {
-        return expired_plain(ehr);
+    }
+    // min(approval + one year, the end of the chosen day).
+    let cap = fhirguard::consent::one_year_after(now);
+    let chosen_end = end
+        .next_day()
+        .map_or(cap, |d| d.with_time(Time::MIDNIGHT).assume_utc())
+        .min(cap);
+    let client_name = ehr.client_name(&request.client.id);
+    let roa = RightOfAccessRequest::new(
+        user.patient.clone(),
+        Approver::Patient,
+        request.client.id.clone(),
+        client_name,
+        categories.clone(),
+        disclosure.reference(),
+        now,
+    )
+    .with_address(source_of(req))
+    .with_chosen_end(chosen_end);
+    let roa = match req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ua) => roa.with_user_agent(ua),
+        None => roa,
     };
-    let Ok(grant_id) = GrantId::new(format!("g-{}", &grant_token[..22])) else {
-        return expired_plain(ehr);
+    let grant = match ehr.consent.approve(roa, now) {
+        Ok(g) => g,
+        Err(ConsentError::EndDateBeyondOneYear { .. }) => {
+            return fail("The end date can be at most one year from today.");
+        }
+        Err(ConsentError::EndDateInPast { .. }) => {
+            return fail("The end date cannot be in the past.");
+        }
+        Err(ConsentError::NoCategories) => {
+            return fail("Tick at least one category to share, or choose Deny.");
+        }
+        Err(_) => return fail("Your approval could not be saved. Please try again."),
     };
+    let grant_id = grant.id.clone();
     // The patient's approval, as SMART scopes derived from the chosen categories.
     let approved: ScopeSet = ehr
         .registry
@@ -993,15 +1032,6 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
         .join(" ")
         .parse()
         .unwrap_or_default();
-    ehr.grants.approve(GrantRecord {
-        grant_id: grant_id.clone(),
-        patient: user.patient.clone(),
-        client_id: request.client.id.clone(),
-        categories: categories.clone(),
-        approved_at: now,
-        ends_at,
-        revoked_at: None,
-    });
     if let Some(t) = Ehr::audit_time() {
         let mut rec = AuditRecord::new(t, EventKind::ConsentApproved, Outcome::Success);
         rec.source = Some(source_of(req));
@@ -1058,21 +1088,21 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
             .map_or_else(|| id.to_string(), |c| c.label.clone())
     };
     let cards: Vec<pages::AppCard> = ehr
-        .grants
-        .for_patient(&user.patient)
+        .consent
+        .grants_of(&user.patient)
+        .unwrap_or_default()
         .into_iter()
         .map(|g| {
-            let status = match g.revoked_at {
-                Some(at) => format!("Revoked on {}", iso(at.date())),
-                None if g.ends_at <= now => "Ended".to_owned(),
-                None => "Active".to_owned(),
+            let state = g.status_at(now);
+            let active = matches!(state, GrantState::Active);
+            let status = match &state {
+                GrantState::Revoked { at, .. } => format!("Revoked on {}", iso(at.date())),
+                GrantState::Active => "Active".to_owned(),
+                _ => "Ended".to_owned(),
             };
             let history = ehr
                 .access
-                .access_history(&AccessQuery::for_grant(
-                    user.patient.clone(),
-                    g.grant_id.clone(),
-                ))
+                .access_history(&AccessQuery::for_grant(user.patient.clone(), g.id.clone()))
                 .into_iter()
                 .take(25)
                 .map(|e| {
@@ -1108,12 +1138,12 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
                 })
                 .collect();
             pages::AppCard {
-                grant_id: g.grant_id.to_string(),
-                app_name: ehr.client_name(&g.client_id),
+                grant_id: g.id.to_string(),
+                app_name: ehr.client_name(g.client_id()),
                 categories: g.categories.iter().map(&label_of).collect(),
-                approved: iso(g.approved_at.date()),
+                approved: iso(g.approved_at().date()),
                 ends: iso((g.ends_at - Duration::seconds(1)).date()),
-                active: g.revoked_at.is_none() && g.ends_at > now,
+                active,
                 status,
                 history,
             }
@@ -1150,20 +1180,32 @@ fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
     let Some(grant) = field(&form, "grant").and_then(|g| GrantId::new(g).ok()) else {
         return apps_page(ehr, req, Some("Nothing was revoked: unknown app."));
     };
-    match ehr.grants.revoke(&user.patient, &grant, Ehr::now()) {
-        Some(record) => {
+    let now = Ehr::now();
+    // Only her own grants: anyone else's id is "unknown", exactly like a made-up one.
+    let owned = matches!(ehr.consent.grant(&grant), Ok(Some(g)) if *g.patient() == user.patient);
+    if !owned {
+        return apps_page(ehr, req, Some("Nothing was revoked: unknown app."));
+    }
+    match ehr.consent.revoke(
+        &grant,
+        Approver::Patient,
+        "revoked in the patient portal",
+        now,
+    ) {
+        Ok(record) => {
             if let Some(t) = Ehr::audit_time() {
                 let mut rec = AuditRecord::new(t, EventKind::ConsentRevoked, Outcome::Success);
                 rec.source = Some(source_of(req));
                 rec.patient = Some(user.patient.clone());
-                rec.client = Some(record.client_id.clone());
+                rec.client = Some(record.client_id().clone());
                 rec.grant = Some(grant);
                 rec.actor = Some(patient_actor(user));
                 ehr.record(rec);
             }
             see_other(ehr, "/portal/apps")
         }
-        None => apps_page(ehr, req, Some("Nothing was revoked: unknown app.")),
+        // Already revoked or ended: nothing left to do.
+        Err(_) => apps_page(ehr, req, Some("That app no longer had access.")),
     }
 }
 

@@ -1,0 +1,915 @@
+//! The stories: standalone launch by hand (login form → approval form → code → token with
+//! PKCE), category enforcement, refresh, revocation in the portal, discovery, backend
+//! services, the TOTP step, and hostile inputs.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use fhirguard::auth::{TotpParams, TotpSecret, code_at};
+use fhirguard::token::{Algorithm, SigningKey};
+
+use super::{Browser, Demo, Reply, demo, form_action, input_value, query, run};
+
+const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn pkce() -> (String, String) {
+    let mut raw = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
+    let verifier = b64(&raw);
+    let challenge = b64(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+    (verifier, challenge)
+}
+
+fn authorize_url(d: &Demo, client_id: &str, scope: &str, state: &str, challenge: &str) -> String {
+    let q = super::client::form(&[
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", state),
+        ("aud", &d.fhir()),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("nonce", "n-0S6_WzA2Mj"),
+    ]);
+    format!("{}?{q}", d.json["authorization_endpoint"].as_str().unwrap())
+}
+
+/// Logs in through the portal's forms (password, and the TOTP step when it is asked for) and
+/// returns the approval page.
+async fn login(d: &Demo, b: &mut Browser, user: &Value, page: Reply) -> Reply {
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(
+        html.contains("type=\"password\""),
+        "a password field: {html}"
+    );
+    let action = form_action(&html, "name=\"password\"").unwrap();
+    let mut fields = vec![
+        ("csrf".to_owned(), input_value(&html, "csrf").unwrap()),
+        (
+            "username".to_owned(),
+            user["username"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "password".to_owned(),
+            user["password"].as_str().unwrap().to_owned(),
+        ),
+    ];
+    if let Some(r) = input_value(&html, "request") {
+        fields.push(("request".to_owned(), r));
+    }
+    let f: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut reply = b.post_form(&action, &f, &[]).await;
+    if reply.status == 200 && reply.text().contains("name=\"code\"") {
+        // Second factor.
+        let html = reply.text();
+        let secret = TotpSecret::from_base32(
+            user["totp_secret"]
+                .as_str()
+                .expect("TOTP asked of a user without one"),
+        )
+        .unwrap();
+        let code = code_at(
+            &secret,
+            &TotpParams::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let mut fields = vec![
+            ("csrf".to_owned(), input_value(&html, "csrf").unwrap()),
+            ("code".to_owned(), code),
+        ];
+        if let Some(r) = input_value(&html, "request") {
+            fields.push(("request".to_owned(), r));
+        }
+        let f: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        reply = b
+            .post_form(&form_action(&html, "name=\"code\"").unwrap(), &f, &[])
+            .await;
+    }
+    assert_eq!(reply.status, 303, "login redirects: {}", reply.text());
+    let next = reply.location();
+    let _ = d;
+    b.get(&next).await
+}
+
+/// What a launch ended with.
+struct Launch {
+    token: Value,
+    browser: Browser,
+}
+
+/// The whole standalone launch: authorize → login → approve `categories` → code → token.
+async fn launch(
+    d: &Demo,
+    client_id: &str,
+    user: &Value,
+    categories: &[&str],
+    end_date: Option<&str>,
+) -> Result<Launch, Reply> {
+    let mut b = d.browser();
+    let (verifier, challenge) = pkce();
+    let state = "st-<&>\"'ÿ 1";
+    let page = b
+        .get(&authorize_url(
+            d,
+            client_id,
+            "launch/patient openid fhirUser offline_access patient/*.rs",
+            state,
+            &challenge,
+        ))
+        .await;
+    let approval = login(d, &mut b, user, page).await;
+    assert_eq!(approval.status, 200, "{}", approval.text());
+    let html = approval.text();
+    for c in d.json["categories"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("name=\"category\" value=\"{id}\"")),
+            "checkbox for {id}"
+        );
+        assert!(
+            html.contains(&format!("<label for=\"cat-{id}\">")),
+            "label for {id}"
+        );
+    }
+    assert!(html.contains("type=\"date\" id=\"end_date\" name=\"end_date\""));
+    assert!(html.contains("value=\"approve\">Approve</button>") && html.contains("value=\"deny\""));
+    let max = input_attr(&html, "end_date", "max").unwrap();
+    let end = end_date.map_or(max, str::to_owned);
+    let csrf = input_value(&html, "csrf").unwrap();
+    let request = input_value(&html, "request").unwrap();
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("request", request.as_str()),
+        ("end_date", end.as_str()),
+        ("decision", "approve"),
+    ];
+    for c in categories {
+        fields.push(("category", c));
+    }
+    let reply = b
+        .post_form(
+            &form_action(&html, "name=\"category\"").unwrap(),
+            &fields,
+            &[],
+        )
+        .await;
+    if !reply.status.is_redirection() {
+        return Err(reply);
+    }
+    let location = reply.location();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let q = query(&location);
+    assert_eq!(
+        q.get("state").map(String::as_str),
+        Some(state),
+        "state echoed byte for byte"
+    );
+    let code = q
+        .get("code")
+        .unwrap_or_else(|| panic!("a code: {location}"))
+        .clone();
+    let token = exchange(d, &mut b, client_id, &code, &verifier).await;
+    assert_eq!(token.status, 200, "{}", token.text());
+    assert_eq!(token.header("cache-control").as_deref(), Some("no-store"));
+    Ok(Launch {
+        token: token.json(),
+        browser: b,
+    })
+}
+
+fn input_attr(html: &str, id: &str, attr: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let start = html[..at].rfind('<')?;
+    let end = start + html[start..].find('>')?;
+    let tag = &html[start..end];
+    let needle = format!("{attr}=\"");
+    let a = tag.find(&needle)? + needle.len();
+    Some(tag[a..a + tag[a..].find('"')?].to_owned())
+}
+
+async fn exchange(d: &Demo, b: &mut Browser, client_id: &str, code: &str, verifier: &str) -> Reply {
+    let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
+    let client = d.client_by_id(client_id);
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ];
+    match client["type"].as_str().unwrap() {
+        "confidential-symmetric" => {
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{client_id}:{}",
+                    client["client_secret"].as_str().unwrap()
+                ))
+            );
+            b.post_form(&token_url, &fields, &[("authorization", &basic)])
+                .await
+        }
+        "confidential-asymmetric" | "backend" => {
+            let assertion = client_assertion(d, client);
+            let mut f = fields.to_vec();
+            f.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            f.push(("client_assertion", &assertion));
+            b.post_form(&token_url, &f, &[]).await
+        }
+        _ => {
+            let mut f = fields.to_vec();
+            f.push(("client_id", client_id));
+            b.post_form(&token_url, &f, &[]).await
+        }
+    }
+}
+
+fn client_assertion(d: &Demo, client: &Value) -> String {
+    let pem = std::fs::read_to_string(client["private_key_pem"].as_str().unwrap()).unwrap();
+    let alg = Algorithm::from_name(client["alg"].as_str().unwrap()).unwrap();
+    let key = SigningKey::from_pem(alg, client["kid"].as_str().unwrap(), &pem).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let id = client["client_id"].as_str().unwrap();
+    let claims = json!({
+        "iss": id, "sub": id, "aud": d.json["token_endpoint"], "exp": now + 240,
+        "jti": b64(&rand_bytes()),
+    });
+    key.sign_jwt("JWT", &claims).unwrap()
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
+    raw
+}
+
+fn bearer(token: &Value) -> String {
+    format!("Bearer {}", token["access_token"].as_str().unwrap())
+}
+
+fn entries(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn observation_categories(r: &Value) -> Vec<String> {
+    r["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["coding"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn discovery_metadata_and_unauthenticated_access() {
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let fhir = d.fhir();
+        let sc = b
+            .get_with(
+                &format!("{fhir}/.well-known/smart-configuration"),
+                &[("origin", "https://app.example")],
+            )
+            .await;
+        assert_eq!(sc.status, 200);
+        assert!(
+            sc.header("content-type")
+                .unwrap()
+                .starts_with("application/json")
+        );
+        assert_eq!(
+            sc.header("access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        let sc = sc.json();
+        assert_eq!(sc["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(sc["issuer"], d.json["issuer"]);
+        for cap in [
+            "launch-standalone",
+            "client-public",
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "sso-openid-connect",
+            "permission-v2",
+        ] {
+            assert!(
+                sc["capabilities"].as_array().unwrap().contains(&json!(cap)),
+                "{cap}"
+            );
+        }
+        let oidc = b
+            .get(&format!(
+                "{}/.well-known/openid-configuration",
+                d.json["issuer"].as_str().unwrap()
+            ))
+            .await
+            .json();
+        assert_eq!(oidc["issuer"], d.json["issuer"]);
+        assert!(
+            oidc["id_token_signing_alg_values_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("RS256"))
+        );
+        let jwks = b.get(oidc["jwks_uri"].as_str().unwrap()).await.json();
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kty"] == "RSA")
+        );
+
+        let meta = b.get(&format!("{fhir}/metadata")).await;
+        assert_eq!(meta.status, 200);
+        assert!(
+            meta.header("content-type")
+                .unwrap()
+                .starts_with("application/fhir+json")
+        );
+        assert_eq!(
+            meta.header("access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+        let meta = meta.json();
+        assert_eq!(meta["resourceType"], "CapabilityStatement");
+        assert_eq!(meta["fhirVersion"], "4.0.1");
+        let security = &meta["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        let uris = &security["extension"][0];
+        assert_eq!(
+            uris["url"],
+            "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        );
+        let find = |name: &str| {
+            uris["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["url"] == name)
+                .unwrap()["valueUri"]
+                .clone()
+        };
+        assert_eq!(find("authorize"), sc["authorization_endpoint"]);
+        assert_eq!(find("token"), sc["token_endpoint"]);
+        let types: Vec<&str> = meta["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert!(types.contains(&"Observation") && types.contains(&"Patient"));
+
+        let no_token = b.get(&format!("{fhir}/Patient/355")).await;
+        assert_eq!(no_token.status, 401);
+        assert_eq!(
+            no_token.header("www-authenticate").as_deref(),
+            Some("Bearer realm=\"fhir\"")
+        );
+        assert_eq!(no_token.json()["resourceType"], "OperationOutcome");
+        let bad = b
+            .get_with(
+                &format!("{fhir}/Patient/355"),
+                &[("authorization", "Bearer not.a.token")],
+            )
+            .await;
+        assert_eq!(bad.status, 401);
+        assert!(
+            bad.header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token")
+        );
+        // Hostile input is refused before anything else, as an OperationOutcome.
+        let hostile = b
+            .get(&format!("{fhir}/Observation?patient=355&code=%252e%252e"))
+            .await;
+        assert!(
+            hostile.status == 400 || hostile.status == 401,
+            "{}",
+            hostile.status
+        );
+    });
+}
+
+#[test]
+fn approve_two_categories_read_them_refresh_revoke() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let Launch { token, mut browser } = launch(
+            d,
+            "research-app",
+            user,
+            &["vital-signs", "laboratory"],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(token["token_type"], "Bearer");
+        assert!(token["expires_in"].is_i64());
+        assert_eq!(token["patient"], patient);
+        assert!(token["id_token"].is_string() && token["refresh_token"].is_string());
+        let scope = token["scope"].as_str().unwrap();
+        assert!(
+            scope.contains("openid") && scope.contains("offline_access"),
+            "{scope}"
+        );
+        assert!(
+            scope.contains("patient/Observation.rs?category="),
+            "granular scopes: {scope}"
+        );
+        assert!(
+            !scope.contains("patient/*.rs"),
+            "never the whole record: {scope}"
+        );
+
+        let fhir = d.fhir();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        // Approved: vital signs and labs.
+        let vitals = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&category=vital-signs"),
+                &h,
+            )
+            .await;
+        assert_eq!(vitals.status, 200, "{}", vitals.text());
+        assert!(!entries(&vitals.json()).is_empty());
+        let all = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&_count=200"),
+                &h,
+            )
+            .await;
+        assert_eq!(all.status, 200, "{}", all.text());
+        let all = entries(&all.json());
+        assert!(!all.is_empty());
+        for o in &all {
+            let cats = observation_categories(o);
+            assert!(
+                cats.iter().any(|c| c == "vital-signs" || c == "laboratory"),
+                "only approved categories: {cats:?}"
+            );
+        }
+        // Denied: smoking status comes back without data; problems are refused.
+        let smoking = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&code=http://loinc.org|72166-2"),
+                &h,
+            )
+            .await;
+        assert!(
+            smoking.status == 200 || smoking.status == 403,
+            "{}",
+            smoking.status
+        );
+        if smoking.status == 200 {
+            assert!(
+                entries(&smoking.json()).is_empty(),
+                "no smoking status leaks"
+            );
+        }
+        let problems = browser
+            .get_with(&format!("{fhir}/Condition?patient={patient}"), &h)
+            .await;
+        if problems.status == 200 {
+            assert!(
+                entries(&problems.json()).is_empty(),
+                "no problems leak: {}",
+                problems.text()
+            );
+        } else {
+            assert!(
+                problems.status == 403 || problems.status == 401,
+                "{}",
+                problems.status
+            );
+        }
+        // Another patient's data looks like nothing at all.
+        let other = if patient == "355" { "85" } else { "355" };
+        let other_read = browser
+            .get_with(&format!("{fhir}/Patient/{other}"), &h)
+            .await;
+        assert!(
+            other_read.status == 404 || other_read.status == 403,
+            "{}",
+            other_read.status
+        );
+        assert_eq!(other_read.json()["resourceType"], "OperationOutcome");
+        let other_search = browser
+            .get_with(&format!("{fhir}/Observation?patient={other}"), &h)
+            .await;
+        assert_ne!(other_search.status, 200, "{}", other_search.text());
+
+        // Refresh works.
+        let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
+        let refresh = token["refresh_token"].as_str().unwrap().to_owned();
+        let refreshed = browser
+            .post_form(
+                &token_url,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &refresh),
+                    ("client_id", "research-app"),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+        let refreshed = refreshed.json();
+        let new_auth = bearer(&refreshed);
+        let ok = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&category=laboratory"),
+                &[("authorization", &new_auth)],
+            )
+            .await;
+        assert_eq!(ok.status, 200);
+
+        // The connected-apps page shows the app, its categories and its history; revoke it.
+        let apps = browser.get("/portal/apps").await;
+        assert_eq!(apps.status, 200);
+        let html = apps.text();
+        assert!(
+            html.contains("S4S Research App")
+                && html.contains("Vital signs")
+                && html.contains("Lab results"),
+            "{html}"
+        );
+        assert!(html.contains("Access history"));
+        assert!(
+            apps.header("content-security-policy")
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        // The grant behind this token (its `grant_id` claim) has its own Revoke button.
+        let payload = token["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        let grant = claims["grant_id"].as_str().unwrap().to_owned();
+        assert!(
+            html.contains(&format!("name=\"grant\" value=\"{grant}\"")),
+            "a Revoke button for the grant"
+        );
+        let csrf = input_value(&html, "csrf").unwrap();
+        let revoked = browser
+            .post_form(
+                "/portal/apps/revoke",
+                &[("csrf", &csrf), ("grant", &grant)],
+                &[],
+            )
+            .await;
+        assert_eq!(revoked.status, 303, "{}", revoked.text());
+        assert!(
+            browser
+                .get("/portal/apps")
+                .await
+                .text()
+                .contains("Revoked on")
+        );
+
+        // The next read and the refresh are refused.
+        let after = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&category=laboratory"),
+                &[("authorization", &new_auth)],
+            )
+            .await;
+        assert_eq!(after.status, 401);
+        let r2 = refreshed["refresh_token"].as_str().unwrap();
+        let refused = browser
+            .post_form(
+                &token_url,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", r2),
+                    ("client_id", "research-app"),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert_eq!(refused.json()["error"], "invalid_grant");
+        // Introspection of the old token now says inactive.
+        let intro = browser
+            .post_form(
+                d.json["issuer"]
+                    .as_str()
+                    .map(|i| format!("{i}/introspect"))
+                    .unwrap()
+                    .as_str(),
+                &[("token", token["access_token"].as_str().unwrap())],
+                &[("authorization", &bearer(&token))],
+            )
+            .await;
+        assert!(
+            intro.status == 200 || intro.status == 401,
+            "{}",
+            intro.status
+        );
+        if intro.status == 200 {
+            assert_eq!(intro.json(), json!({"active": false}));
+        }
+    });
+}
+
+#[test]
+fn totp_user_symmetric_client_and_deny() {
+    let d = demo();
+    run(async {
+        let user = d.user(true);
+        // Confidential client with a shared secret, TOTP step on sign-in.
+        let Launch { token, mut browser } = launch(
+            d,
+            "clinic-companion",
+            user,
+            &["demographics", "immunizations"],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(token["patient"], user["patient_id"]);
+        let fhir = d.fhir();
+        let me = browser
+            .get_with(
+                &format!("{fhir}/Patient/{}", user["patient_id"].as_str().unwrap()),
+                &[("authorization", &bearer(&token))],
+            )
+            .await;
+        assert_eq!(me.status, 200, "{}", me.text());
+        assert_eq!(me.json()["id"], user["patient_id"]);
+        assert_eq!(
+            me.header("content-type").as_deref(),
+            Some("application/fhir+json; charset=utf-8")
+        );
+
+        // Deny: access_denied with the state, no code.
+        let mut b = d.browser();
+        let (_, challenge) = pkce();
+        let page = b
+            .get(&authorize_url(
+                d,
+                "research-app",
+                "launch/patient patient/*.rs",
+                "deny-state",
+                &challenge,
+            ))
+            .await;
+        // A fresh browser must sign in again (TOTP codes are single-use: wait for a new one).
+        let step = (time::OffsetDateTime::now_utc().unix_timestamp() / 30 + 1) * 30;
+        let wait = step - time::OffsetDateTime::now_utc().unix_timestamp();
+        tokio::time::sleep(std::time::Duration::from_secs(
+            u64::try_from(wait).unwrap() + 1,
+        ))
+        .await;
+        let approval = login(d, &mut b, user, page).await;
+        let html = approval.text();
+        let fields = [
+            ("csrf", input_value(&html, "csrf").unwrap()),
+            ("request", input_value(&html, "request").unwrap()),
+            ("decision", "deny".to_owned()),
+        ];
+        let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let denied = b.post_form("/portal/consent", &f, &[]).await;
+        assert!(denied.status.is_redirection());
+        let q = query(&denied.location());
+        assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+        assert_eq!(q.get("state").map(String::as_str), Some("deny-state"));
+        assert!(!q.contains_key("code"));
+    });
+}
+
+#[test]
+fn asymmetric_and_backend_clients() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let Launch { token, mut browser } =
+            launch(d, "wellness-tracker", user, &["vital-signs"], None)
+                .await
+                .unwrap();
+        assert!(token["access_token"].is_string());
+        // Backend services: client_credentials with an RS384 assertion.
+        let backend = d.client("backend");
+        let assertion = client_assertion(d, backend);
+        let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
+        let reply = browser
+            .post_form(
+                &token_url,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let t = reply.json();
+        assert!(t["expires_in"].as_i64().unwrap() <= 300);
+        assert!(t.get("refresh_token").is_none());
+        let patients = browser
+            .get_with(
+                &format!("{}/Patient", d.fhir()),
+                &[("authorization", &bearer(&t))],
+            )
+            .await;
+        assert_eq!(patients.status, 200, "{}", patients.text());
+        assert_eq!(entries(&patients.json()).len(), 2);
+        // The same assertion twice is a replay.
+        let again = browser
+            .post_form(
+                &token_url,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Patient.rs"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(again.status, 401, "{}", again.text());
+    });
+}
+
+#[test]
+fn hostile_inputs_in_the_portal() {
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let (_, challenge) = pkce();
+        // A hostile app name is shown as text.
+        let page = b
+            .get(&authorize_url(
+                d,
+                "hostile-name-app",
+                "launch/patient patient/*.rs",
+                "s",
+                &challenge,
+            ))
+            .await;
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            !page
+                .header("content-security-policy")
+                .unwrap()
+                .contains("unsafe-inline")
+        );
+        // A login without the form's CSRF token is refused.
+        let user = d.user(false);
+        let forged = b
+            .post_form(
+                "/portal/login",
+                &[
+                    ("username", user["username"].as_str().unwrap()),
+                    ("password", user["password"].as_str().unwrap()),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(forged.status, 400);
+        // Wrong password: no session.
+        let csrf = input_value(&html, "csrf").unwrap();
+        let wrong = b
+            .post_form(
+                "/portal/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "dustin"),
+                    ("password", "nope"),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(wrong.status, 200);
+        assert!(wrong.text().contains("not correct"));
+        let apps = b.get("/portal/apps").await.text();
+        assert!(!apps.contains("Apps connected to"), "not signed in");
+
+        // An end date more than a year ahead is refused with a clear error.
+        let err = launch(
+            d,
+            "research-app",
+            user,
+            &["vital-signs"],
+            Some("2099-01-01"),
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(err.status, 400);
+        assert!(err.text().contains("at most one year"), "{}", err.text());
+        // Unregistered redirect URI: an error page, no redirect.
+        let bad = b
+            .get(
+                &authorize_url(d, "research-app", "patient/*.rs", "s", &challenge)
+                    .replace("127.0.0.1%3A8765", "evil.example"),
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+        assert!(bad.header("location").is_none());
+    });
+}
+
+#[test]
+fn audit_log_verifies_and_records_accesses() {
+    use fhirguard::audit::{EventKind, KeyId, KeyRing, Verifier, read_log_dir, verify_log_dir};
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let backend = d.client("backend");
+        let assertion = client_assertion(d, backend);
+        let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
+        let t = b
+            .post_form(
+                &token_url,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/Observation.rs"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                ],
+                &[],
+            )
+            .await
+            .json();
+        let read = b
+            .get_with(
+                &format!("{}/Observation?_count=5", d.fhir()),
+                &[("authorization", &bearer(&t))],
+            )
+            .await;
+        assert_eq!(read.status, 200, "{}", read.text());
+    });
+    let secrets: Value =
+        serde_json::from_slice(&std::fs::read(d.dir.join("secrets.json")).unwrap()).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secrets["audit_key_b64"].as_str().unwrap())
+        .unwrap();
+    let keys = KeyRing::new(KeyId::new("demo-1").unwrap(), &key).unwrap();
+    let audit = d.dir.join("audit");
+    let verified = verify_log_dir(Verifier::new(&keys), &audit, "audit").unwrap();
+    assert!(verified.records > 0);
+    let records = read_log_dir(&audit, "audit").unwrap();
+    assert!(records.iter().any(|r| {
+        let rec = r.record();
+        rec.event == EventKind::RestAccess
+            && rec
+                .client
+                .as_ref()
+                .is_some_and(|c| c.as_str() == "population-health")
+    }));
+    // A wrong key does not verify the same log.
+    let wrong = KeyRing::new(KeyId::new("demo-1").unwrap(), &[0u8; 32]).unwrap();
+    assert!(verify_log_dir(Verifier::new(&wrong), &audit, "audit").is_err());
+}

@@ -69,12 +69,9 @@ async fn main() -> ExitCode {
     println!("fhirguard: the Sync for Science walkthrough");
     println!("A patient shares part of her record with a research app, then stops sharing.");
     println!();
-    let ehr = match ehr::start(ehr::EhrConfig {
-        data_dir: data_dir.clone(),
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-    })
-    .await
-    {
+    let mut config = ehr::EhrConfig::new(&data_dir);
+    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let ehr = match ehr::start(config).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("s4s_walkthrough: the demo EHR did not start: {e}");

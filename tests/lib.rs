@@ -47,5 +47,12 @@ mod ehr;
 #[cfg(all(feature = "tls", feature = "axum"))]
 mod demo;
 
+// --- tests: walkthrough + browser (issue 10) ---
+#[cfg(all(feature = "tls", feature = "axum"))]
+mod walkthrough;
+
+#[cfg(all(feature = "tls", feature = "axum"))]
+mod browser;
+
 // --- tests: auth (issue 9) ---
 mod auth;

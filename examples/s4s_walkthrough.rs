@@ -6,8 +6,8 @@
 //!
 //! It starts the demo EHR in this process (HTTPS on 127.0.0.1, a temporary data directory) and
 //! the research app, then tells the S4S story step by step, checking each step: the patient
-//! approves vital signs and lab results only; the app reads them; her smoking status and her
-//! problem list stay at the EHR; refresh works; she revokes the app in the portal; the app is
+//! approves vital signs and lab results only; the app reads them; the smoking status and the
+//! problem list stay at the EHR; refresh works; the patient revokes the app in the portal; the app is
 //! refused; the audit log verifies and shows who accessed what. It exits non-zero if any step
 //! misbehaves.
 //!
@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     let data_dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
 
     println!("fhirguard: the Sync for Science walkthrough");
-    println!("A patient shares part of her record with a research app, then stops sharing.");
+    println!("A patient shares part of their record with a research app, then stops sharing.");
     println!();
     let mut config = ehr::EhrConfig::new(&data_dir);
     config.addr = SocketAddr::from(([127, 0, 0, 1], 0));

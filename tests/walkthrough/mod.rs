@@ -45,8 +45,8 @@ async fn the_s4s_story_passes_every_step() {
     assert_eq!(names, STEPS);
     // The narration a newcomer reads says what happened, in plain words.
     for expected in [
-        "She ticks only: Vital signs, Lab results",
-        "(her smoking status)  -> 404",
+        "ticks only: Vital signs, Lab results",
+        "(a smoking-status record)  -> 404",
         "Reusing the old refresh token  -> refused",
         "Revoked on",
         "-> 401 Unauthorized",

@@ -34,7 +34,7 @@ pub struct StoryOptions {
     pub data_dir: PathBuf,
     /// The patient's login name.
     pub username: String,
-    /// The categories she approves.
+    /// The categories the patient approves.
     pub approve: Vec<String>,
     /// Receive the redirect on the app's loopback listener (`false`: the scripted browser
     /// hands the redirect URL to the app directly, e.g. when the port is taken).
@@ -245,7 +245,7 @@ impl Story<'_> {
         // ---- 2. the patient approves ---------------------------------------------------
         self.heading(
             2,
-            "The patient signs in at her EHR and approves some categories",
+            "The patient signs in at the EHR's portal and approves some categories",
         );
         let launch = app.start_launch();
         let url = launch.url.clone();
@@ -289,20 +289,20 @@ impl Story<'_> {
             .await
             .map_err(|e| self.fail(STEPS[1], e.to_string()))?;
         self.line(format!(
-            "  {} signs in{} and sees the approval page: who asks, what HIPAA",
+            "  The patient (demo account \"{}\") signs in{} and sees the approval page:",
             patient.username,
             if trace.second_factor {
-                " (with her authenticator code)"
+                " (plus an authenticator code)"
             } else {
                 ""
             }
         ));
         self.line(format!(
-            "  does and does not protect, and {} categories to tick.",
+            "  who is asking, what HIPAA does and does not protect, and {} categories to tick.",
             trace.offered.len()
         ));
         self.line(format!(
-            "  She ticks only: {} (sharing ends {}), and presses Approve.",
+            "  The patient ticks only: {} (sharing ends {}), and presses Approve.",
             approved_labels.join(", "),
             trace.end_date.as_deref().unwrap_or("?")
         ));
@@ -355,7 +355,7 @@ impl Story<'_> {
             session.fhir_user.as_deref().unwrap_or(&session.subject)
         ));
         self.line(format!("    patient        {}", session.patient));
-        self.line("  Scopes granted (what she approved, as SMART scopes):");
+        self.line("  Scopes granted (what the patient approved, as SMART scopes):");
         let granted = session.scopes.clone();
         for s in &granted {
             self.line(format!("    {s}"));
@@ -501,10 +501,10 @@ impl Story<'_> {
         );
 
         // ---- 5. denied data ---------------------------------------------------------
-        self.heading(5, "What she did not approve stays at the EHR");
+        self.heading(5, "What the patient did not approve stays at the EHR");
         let smoking = find_smoking_status(&demo, &session, &app).await;
         let mut denied_checks = Vec::new();
-        // (a) A direct read of one of her smoking-status observations.
+        // (a) A direct read of one of the patient's smoking-status observations.
         match &smoking {
             Some(id) => {
                 let r = app
@@ -513,7 +513,7 @@ impl Story<'_> {
                     .map_err(|e| self.fail(STEPS[4], e.to_string()))?;
                 let leaked = r.status.is_success() && r.body["id"] == id.as_str();
                 self.line(format!(
-                    "  GET Observation/{id} (her smoking status)  -> {}",
+                    "  GET Observation/{id} (a smoking-status record)  -> {}",
                     status_text(r.status)
                 ));
                 if leaked {
@@ -570,7 +570,7 @@ impl Story<'_> {
             .filter(|c| c["resourceType"] == "Condition")
             .count();
         self.line(format!(
-            "  GET Condition?patient={} (her problems)  -> {}, {} conditions",
+            "  GET Condition?patient={} (the problem list)  -> {}, {} conditions",
             session.patient,
             status_text(r.status),
             conditions
@@ -617,7 +617,7 @@ impl Story<'_> {
         // ---- 7. revoke ---------------------------------------------------------------
         self.heading(
             7,
-            "The patient changes her mind and revokes the app in the portal",
+            "The patient changes their mind and revokes the app in the portal",
         );
         let before = browser
             .connected_apps(&demo.connected_apps_url, &patient)
@@ -626,7 +626,7 @@ impl Story<'_> {
         let card = find_app(&before, &demo.client_name)
             .ok_or_else(|| self.fail(STEPS[6], "the app is not on the connected-apps page"))?;
         self.line(format!(
-            "  Her connected-apps page lists \"{}\": {}",
+            "  The connected-apps page lists \"{}\": {}",
             card.name,
             card.summary()
         ));
@@ -637,7 +637,7 @@ impl Story<'_> {
         let card = find_app(&after, &demo.client_name)
             .ok_or_else(|| self.fail(STEPS[6], "the app vanished from the page"))?;
         self.line(format!(
-            "  She presses Revoke beside it. Now: {}",
+            "  The patient presses Revoke beside it. Now: {}",
             card.status
         ));
         if card.revocable || !card.status.to_lowercase().contains("revoked") {
@@ -816,7 +816,7 @@ impl Story<'_> {
 fn describe(dl: &Download, registry: &CategoryRegistry, approved: &[String]) -> String {
     if registry.supporting_rule_for(&dl.resource_type).is_some() {
         let why = if dl.resource_type == "Encounter" {
-            "supporting: the visits her results belong to"
+            "supporting: the visits the results belong to"
         } else {
             "supporting record"
         };

@@ -61,6 +61,13 @@ cargo test --all-features --benches
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps --quiet
 
+# --- middleware load test (issue 8) -----------------------------------------------------------
+# Guarded vs unguarded FHIR read over loopback with wrk, 5 s each, 32 connections; fails below
+# 70% of the unguarded throughput or when audit records != requests served.
+need_pkg wrk wrk
+step "guard load test (scripts/load-test.sh)"
+LOAD_SECONDS="${LOAD_SECONDS:-5}" scripts/load-test.sh
+
 # --- fuzz smoke run ----------------------------------------------------------------------------
 if [ "$FUZZ_SECONDS" != "0" ]; then
     if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -116,10 +116,14 @@ pub use enforce::{Decision, DenyReason, EnforceConfig, Enforcer, ResourceGrant, 
 // --- pub use: token / oidc (issue 4) ---
 
 // --- pub use: consent (issue 5) ---
+#[cfg(feature = "sqlite")]
+pub use consent::SqliteStore;
 pub use consent::{
     ActiveGrant, Approver, ConsentError, ConsentStore, Disclosure, DisclosureRef, Grant,
     GrantState, GrantStatus, GrantStatusSource, MemoryConsentStore, RightOfAccessRequest,
 };
+#[cfg(feature = "postgres")]
+pub use consent::{PostgresConfig, PostgresStore};
 
 // --- pub use: fhir / sanitize / integrity (issue 6) ---
 pub use fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
@@ -140,5 +144,8 @@ pub use audit::{AuditLog, AuditRecord, AuditSink, ChainHead, FileSink, KeyRing, 
 pub use tls::{Hsts, TlsConfigError, TlsServerConfigBuilder};
 
 pub use abuse::{AnomalyDetector, RateLimitDecision, RateLimitPolicy, RateLimiter};
+
+#[cfg(feature = "tower")]
+pub use middleware::{GuardConfig, GuardContext, GuardLayer, GuardRejection, GuardService};
 
 // --- pub use: auth (issue 9) ---

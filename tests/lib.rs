@@ -22,6 +22,7 @@ mod category;
 mod token;
 
 // --- tests: consent (issue 5) ---
+mod consent;
 
 // --- tests: sanitize / integrity (issue 6) ---
 mod sanitize;
@@ -32,6 +33,9 @@ mod integrity;
 mod audit;
 
 // --- tests: middleware / tls (issue 8) ---
+#[cfg(feature = "axum")]
+mod middleware;
+
 #[cfg(feature = "tls")]
 mod tls;
 

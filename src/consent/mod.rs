@@ -12,10 +12,18 @@
 //! See `docs/consent.md` for the lifecycle and the legal wording choices.
 
 mod cache;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod codec;
 mod disclosure;
 mod error;
+mod fhir;
+mod history;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod status;
 mod store;
 
@@ -25,11 +33,18 @@ mod tests;
 pub use cache::GrantCache;
 pub use disclosure::{DISCLOSURE_VERSION, Disclosure};
 pub use error::ConsentError;
+pub use fhir::{
+    CATEGORY_SYSTEM, CLIENT_ID_SYSTEM, EXTENSION_BASE, FhirConsentError, MAX_NARROWINGS,
+};
 pub use memory::MemoryConsentStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use record::{
     ApprovalMethod, Approver, DisclosureRef, Grant, GrantState, GrantStateKind, MAX_CATEGORIES,
     MAX_NAME_LEN, MAX_REASON_LEN, MAX_USER_AGENT_LEN, MAX_VERSION_LEN, Narrowing,
     RightOfAccessRequest, Transition, one_year_after,
 };
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use status::{ActiveGrant, GrantStatus, GrantStatusSource};
 pub use store::{ConsentStore, new_grant_id};

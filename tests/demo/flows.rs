@@ -132,6 +132,16 @@ async fn launch(
         .await;
     let approval = login(d, &mut b, user, page).await;
     assert_eq!(approval.status, 200, "{}", approval.text());
+    // No script may run; the form may post here and (through the redirect) to the app only.
+    let csp = approval.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:8765;"),
+        "{csp}"
+    );
     let html = approval.text();
     for c in d.json["categories"].as_array().unwrap() {
         let id = c["id"].as_str().unwrap();
@@ -525,6 +535,53 @@ fn approve_two_categories_read_them_refresh_revoke() {
             .await;
         assert_ne!(other_search.status, 200, "{}", other_search.text());
 
+        // Leak probes: totals count only what may be seen, includes bring nothing of another
+        // patient or of a denied category, and a search by the other patient's id is refused.
+        let counted = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&_summary=count"),
+                &h,
+            )
+            .await;
+        if counted.status == 200 {
+            let total = counted.json()["total"].as_u64().unwrap_or(0);
+            assert!(
+                total <= all.len() as u64,
+                "total {total} reveals more than the {} visible",
+                all.len()
+            );
+        }
+        let included = browser
+            .get_with(&format!("{fhir}/Observation?patient={patient}&_include=Observation:subject&_revinclude=Provenance:target"), &h)
+            .await;
+        if included.status == 200 {
+            for r in entries(&included.json()) {
+                assert_ne!(r["id"].as_str(), Some(other), "another patient included");
+                if r["resourceType"] == "Observation" {
+                    let cats = observation_categories(&r);
+                    assert!(
+                        cats.iter().any(|c| c == "vital-signs" || c == "laboratory"),
+                        "{cats:?}"
+                    );
+                }
+            }
+        }
+        let by_id = browser
+            .get_with(&format!("{fhir}/Patient?_id={other}"), &h)
+            .await;
+        if by_id.status == 200 {
+            assert!(entries(&by_id.json()).is_empty(), "another patient by _id");
+        }
+        let subject = browser
+            .get_with(&format!("{fhir}/Observation?subject=Patient/{other}"), &h)
+            .await;
+        if subject.status == 200 {
+            assert!(
+                entries(&subject.json()).is_empty(),
+                "another patient by subject"
+            );
+        }
+
         // Refresh works.
         let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
         let refresh = token["refresh_token"].as_str().unwrap().to_owned();
@@ -688,14 +745,8 @@ fn totp_user_symmetric_client_and_deny() {
                 &challenge,
             ))
             .await;
-        // A fresh browser must sign in again (TOTP codes are single-use: wait for a new one).
-        let step = (time::OffsetDateTime::now_utc().unix_timestamp() / 30 + 1) * 30;
-        let wait = step - time::OffsetDateTime::now_utc().unix_timestamp();
-        tokio::time::sleep(std::time::Duration::from_secs(
-            u64::try_from(wait).unwrap() + 1,
-        ))
-        .await;
-        let approval = login(d, &mut b, user, page).await;
+        // (A TOTP code works once, so the deny story signs in the account without one.)
+        let approval = login(d, &mut b, d.user(false), page).await;
         let html = approval.text();
         let fields = [
             ("csrf", input_value(&html, "csrf").unwrap()),

@@ -214,16 +214,36 @@ button.primary{background:#1d5fa8;color:#fff}.error{color:#a01818;font-weight:bo
 .apphead{display:flex;justify-content:space-between;align-items:center;gap:1rem}table{border-collapse:collapse}td,th{padding:.2rem .6rem;border-bottom:1px solid #e1e6eb;text-align:left}\
 .muted{color:#4b5866}.inline{display:inline}.disclosure{background:#f4f6f8;padding:.75rem 1rem;border-radius:6px}";
 
-fn csp_for_style() -> HeaderValue {
+/// The portal's Content-Security-Policy: no scripts at all, only the inline stylesheet (by
+/// hash), forms posting to this origin and, on the approval page, to the app's redirect origin
+/// (browsers apply `form-action` to the redirect that follows a form post).
+pub(crate) fn portal_csp(extra_form_targets: &[String]) -> HeaderValue {
     use base64::Engine as _;
     let digest = ring::digest::digest(&ring::digest::SHA256, STYLE.as_bytes());
     let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let mut form_action = String::from("'self'");
+    for target in extra_form_targets {
+        form_action.push(' ');
+        form_action.push_str(target);
+    }
     let csp = format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action 'self' http: https:; \
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action {form_action}; \
          base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
     );
     HeaderValue::from_str(&csp)
         .unwrap_or_else(|_| HeaderValue::from_static(fhirguard::sanitize::headers::STRICT_CSP))
+}
+
+/// `scheme://host[:port]` of an absolute URL (for CSP source lists).
+pub(crate) fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    let authority = authority.rsplit('@').next()?;
+    authority
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+        .then(|| format!("{scheme}://{authority}"))
 }
 
 /// The demo's clients, as registered.
@@ -484,7 +504,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     let sanitizer = Sanitizer::new(SanitizerConfig::us_core("/fhir"))
         .map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
     let headers = SecurityHeaders {
-        html_csp: csp_for_style(),
+        html_csp: portal_csp(&[]),
         ..SecurityHeaders::default()
     };
 

@@ -876,7 +876,14 @@ fn approval_page(
             error,
         },
     );
-    html(ehr, status, page)
+    let mut r = html(ehr, status, page);
+    // Approve and Deny end in a redirect to the app: allow its origin as a form target.
+    let targets: Vec<String> = super::origin_of(&request.redirect_uri)
+        .into_iter()
+        .collect();
+    r.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, super::portal_csp(&targets));
+    r
 }
 
 fn expired_plain(ehr: &Ehr) -> Resp {

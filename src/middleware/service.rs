@@ -1,0 +1,1045 @@
+//! The tower `Layer`, `Service` and response future, and the pipeline they run.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::config::GuardConfig;
+use super::context::{GuardContext, GuardRejection};
+use super::cors::CorsClass;
+use super::scopes::resource_grants;
+use super::stages::peer_addr;
+use crate::abuse::{EndpointClass, LimitKey, RateLimitDecision};
+use crate::audit::{
+    Actor, ActorRole, AuditRecord, AuditTime, EventKind, FhirUser, FhirUserType, HttpMethod,
+    Outcome, PolicyDecision, RecordError, RequestId, ResourceId, UserId,
+};
+use crate::consent::GrantStatus;
+use crate::enforce::{Decision, DenyReason, Enforcer, ResponseCheck};
+use crate::fhir::{FhirRequest, PublicProblem, SearchParam, problem_response};
+use crate::ids::{CategoryId, ClientId, GrantId, PatientId};
+use crate::sanitize::ResponseKind;
+use crate::token::{TokenRejection, ValidatedToken};
+
+/// The body of every response the guard returns: it reads the handler's response whole (to
+/// filter it) and answers with the bytes it decided to send.
+pub type GuardBody = Full<Bytes>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) struct Shared {
+    pub(crate) config: GuardConfig,
+    semaphore: Option<Arc<Semaphore>>,
+    id_prefix: String,
+    counter: AtomicU64,
+}
+
+impl Shared {
+    fn new(config: GuardConfig) -> Self {
+        let mut nonce = [0u8; 6];
+        let prefix =
+            match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce) {
+                Ok(()) => nonce.iter().map(|b| format!("{b:02x}")).collect(),
+                // Uniqueness, not secrecy, is what a correlation id needs.
+                Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
+            };
+        Self {
+            semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            config,
+            id_prefix: prefix,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next_request_id(&self) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        RequestId::new(format!("fg-{}-{n}", self.id_prefix)).ok()
+    }
+}
+
+/// The guard as a tower [`Layer`]: wraps the host's FHIR handler in the whole pipeline
+/// (sanitize → token → grant → enforce → handler → filter → audit).
+///
+/// Cheap to clone; build it once from a [`GuardConfig`].
+#[must_use]
+#[derive(Clone)]
+pub struct GuardLayer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for GuardLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardLayer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl GuardLayer {
+    /// A layer enforcing `config`.
+    pub fn new(config: GuardConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config)),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GuardConfig {
+        &self.shared.config
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> GuardService<S> {
+        GuardService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The guard around the host's service `S` (see [`GuardLayer`]).
+///
+/// `S` receives the request with its body read into a [`Full`] body, the URI carrying the
+/// narrowing parameters and a [`GuardContext`] in its extensions.
+pub struct GuardService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for GuardService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for GuardService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardService")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl<S> GuardService<S> {
+    /// The guard around `inner`.
+    pub fn new(inner: S, config: GuardConfig) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared::new(config)),
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GuardConfig {
+        &self.shared.config
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for GuardService<S>
+where
+    S: Service<Request<GuardBody>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    type Response = Response<GuardBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The instance that was polled ready serves this request; the clone stays for the next.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            inner: Box::pin(run(Arc::clone(&self.shared), inner, req)),
+        }
+    }
+}
+
+/// The response future of [`GuardService`].
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<GuardBody>, E>> + Send>>,
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<GuardBody>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline
+// ---------------------------------------------------------------------------------------------
+
+/// What the audit record of a request will say, filled in as the request advances.
+struct Trail {
+    time: OffsetDateTime,
+    method: HttpMethod,
+    source: Option<IpAddr>,
+    origin: Option<HeaderValue>,
+    cors: CorsClass,
+    request_id: Option<RequestId>,
+    request: Option<FhirRequest>,
+    client: Option<ClientId>,
+    grant: Option<GrantId>,
+    patient: Option<PatientId>,
+    actor: Option<Actor>,
+    categories: BTreeSet<CategoryId>,
+    decision: Option<PolicyDecision>,
+}
+
+async fn run<S, B, RB>(
+    shared: Arc<Shared>,
+    inner: S,
+    req: Request<B>,
+) -> Result<Response<GuardBody>, S::Error>
+where
+    S: Service<Request<GuardBody>, Response = Response<RB>> + Send + 'static,
+    S::Future: Send,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    let now = config.clock.now();
+    let (parts, body) = req.into_parts();
+    let public = is_public(config, parts.uri.path());
+    let mut trail = Trail {
+        time: now,
+        method: HttpMethod::from(&parts.method),
+        source: peer_addr(&parts.extensions),
+        origin: parts.headers.get(header::ORIGIN).cloned(),
+        cors: if public {
+            CorsClass::Public
+        } else {
+            CorsClass::Registered
+        },
+        request_id: shared.next_request_id(),
+        request: None,
+        client: None,
+        grant: None,
+        patient: None,
+        actor: None,
+        categories: BTreeSet::new(),
+        decision: None,
+    };
+
+    let _permit: Option<OwnedSemaphorePermit> = match &shared.semaphore {
+        Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return Ok(shared.reject(trail, GuardRejection::Overloaded)),
+        },
+        None => None,
+    };
+
+    // CORS preflight: answered here, never by the handler.
+    if parts.method == Method::OPTIONS
+        && parts
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return Ok(shared.preflight(trail, &parts));
+    }
+
+    // Rate limit by address before spending anything on the request.
+    if let (Some(limiter), Some(ip)) = (&config.rate_limiter, trail.source) {
+        if let Err(rejection) = check_limit(
+            limiter.as_ref(),
+            EndpointClass::FhirRead,
+            &[LimitKey::Address(ip)],
+            now,
+        ) {
+            return Ok(shared.reject(trail, rejection));
+        }
+    }
+
+    let max_body = config.sanitizer.config().limits.max_body_bytes;
+    let bytes = match read_request_body(body, &parts.headers, max_body).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return Ok(shared.reject(trail, rejection)),
+    };
+
+    if public {
+        return serve_public(shared.as_ref(), trail, inner, parts, bytes).await;
+    }
+
+    // 1. Sanitize.
+    let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let sanitized =
+        match config
+            .sanitizer
+            .parse_parts(&parts.method, target, &parts.headers, &bytes)
+        {
+            Ok(s) => s,
+            Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
+        };
+    let request = sanitized.request;
+
+    // 2–3. Token and grant.
+    let authorized = match shared.authorize(&mut trail, &parts.headers, now) {
+        Ok(a) => a,
+        Err(rejection) => {
+            trail.request = Some(request);
+            return Ok(shared.reject(trail, rejection));
+        }
+    };
+
+    // 4. Enforce: decide, narrow.
+    let enforcer = Enforcer::new(
+        &config.registry,
+        authorized.grants,
+        authorized.patient.clone(),
+        authorized.categories.iter().cloned(),
+        config.enforce,
+    );
+    let (narrowing, check) = match enforcer.decide(&request) {
+        Decision::Allow { response } => (Vec::new(), response),
+        Decision::Narrow { add, response } => (add, response),
+        Decision::Deny(reason) => {
+            trail.request = Some(request);
+            return Ok(shared.reject(trail, GuardRejection::Denied(reason)));
+        }
+    };
+    let mut narrowed = request.clone();
+    narrowed.params.extend(narrowing.iter().cloned());
+    trail.request = Some(request);
+    let mut parts = parts;
+    if !narrowing.is_empty() {
+        match append_query(&parts.uri, &narrowing) {
+            Some(uri) => parts.uri = uri,
+            None => return Ok(shared.reject(trail, GuardRejection::NarrowingFailed)),
+        }
+    }
+    parts.extensions.insert(GuardContext {
+        patient: authorized.patient,
+        client_id: authorized.client_id,
+        grant_id: trail.grant.clone(),
+        categories: authorized.categories,
+        scopes: authorized.scopes,
+        request: narrowed.clone(),
+        narrowing: narrowing.clone(),
+        fhir_user: authorized.fhir_user,
+        request_id: trail.request_id.clone(),
+    });
+
+    // 5. The host's handler.
+    let mut inner = inner;
+    let response = inner
+        .call(Request::from_parts(parts, Full::new(bytes)))
+        .await?;
+
+    // 6. Filter what it returned.
+    let (mut rparts, rbody) = response.into_parts();
+    let body = match Limited::new(rbody, config.max_response_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(shared.reject(trail, GuardRejection::UpstreamResponse)),
+    };
+    if rparts.status.is_client_error() || rparts.status.is_server_error() {
+        return Ok(shared.handler_error(trail, rparts.status, &enforcer, check));
+    }
+    let body = if rparts.status.is_success() {
+        match shared.filter(
+            &mut trail,
+            &enforcer,
+            check,
+            &narrowed,
+            !narrowing.is_empty(),
+            body,
+        ) {
+            Ok(body) => body,
+            Err(rejection) => return Ok(shared.reject(trail, rejection)),
+        }
+    } else {
+        trail.decision = Some(PolicyDecision::Permit);
+        body
+    };
+
+    // 7. Headers, anomaly watch, audit.
+    rparts.headers.remove(header::CONTENT_LENGTH);
+    let mut response = Response::from_parts(rparts, Full::new(body));
+    shared.decorate(&trail, &mut response, ResponseKind::Phi);
+    if let (Some(detector), Some(grant)) = (&config.anomaly, &trail.grant) {
+        let categories: Vec<CategoryId> = trail.categories.iter().cloned().collect();
+        for signal in detector.observe(grant, &categories, now) {
+            if let Some(hook) = &config.anomaly_hook {
+                hook.on_anomaly(&signal);
+            }
+        }
+    }
+    Ok(shared.finish(trail, EventKind::RestAccess, Outcome::Success, response))
+}
+
+/// A `/metadata` or discovery request: no token; the handler answers; public headers.
+async fn serve_public<S, RB>(
+    shared: &Shared,
+    mut trail: Trail,
+    mut inner: S,
+    parts: Parts,
+    bytes: Bytes,
+) -> Result<Response<GuardBody>, S::Error>
+where
+    S: Service<Request<GuardBody>, Response = Response<RB>>,
+    RB: Body,
+    RB::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return Ok(shared.reject(trail, GuardRejection::MethodNotAllowed));
+    }
+    if let Some(target) = parts.uri.path_and_query() {
+        // `/metadata` is a FHIR interaction: type it for the audit record (and refuse what the
+        // sanitizer refuses).
+        if target.path().ends_with("/metadata") || target.path() == "metadata" {
+            match config.sanitizer.parse_parts(
+                &parts.method,
+                target.as_str(),
+                &parts.headers,
+                &bytes,
+            ) {
+                Ok(s) => trail.request = Some(s.request),
+                Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
+            }
+        } else if target.as_str().len() > config.sanitizer.config().limits.max_url_len {
+            return Ok(shared.reject(
+                trail,
+                GuardRejection::Sanitize(crate::sanitize::SanitizeError::UrlTooLong {
+                    len: target.as_str().len(),
+                    max: config.sanitizer.config().limits.max_url_len,
+                }),
+            ));
+        }
+    }
+    let response = inner
+        .call(Request::from_parts(parts, Full::new(bytes)))
+        .await?;
+    let (mut rparts, rbody) = response.into_parts();
+    let body = match Limited::new(rbody, config.max_response_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(shared.reject(trail, GuardRejection::UpstreamResponse)),
+    };
+    if rparts.status.is_client_error() || rparts.status.is_server_error() {
+        let problem = problem_for_status(rparts.status);
+        let outcome = handler_error_outcome(rparts.status);
+        let mut response = into_guard_body(problem_response(problem));
+        shared.decorate(&trail, &mut response, ResponseKind::Public);
+        return Ok(shared.finish(trail, EventKind::RestAccess, outcome, response));
+    }
+    rparts.headers.remove(header::CONTENT_LENGTH);
+    let mut response = Response::from_parts(rparts, Full::new(body));
+    shared.decorate(&trail, &mut response, ResponseKind::Public);
+    trail.decision = Some(PolicyDecision::Permit);
+    Ok(shared.finish(trail, EventKind::RestAccess, Outcome::Success, response))
+}
+
+/// The token, the grant and the scopes of an authorized caller.
+struct Authorized {
+    client_id: ClientId,
+    patient: Option<PatientId>,
+    categories: BTreeSet<CategoryId>,
+    grants: Vec<crate::enforce::ResourceGrant>,
+    scopes: crate::scope::ScopeSet,
+    fhir_user: Option<String>,
+}
+
+impl Shared {
+    fn authorize(
+        &self,
+        trail: &mut Trail,
+        headers: &HeaderMap,
+        now: OffsetDateTime,
+    ) -> Result<Authorized, GuardRejection> {
+        let config = &self.config;
+        let ValidatedToken { claims, .. } = config
+            .validator
+            .validate_headers(headers, now)
+            .map_err(GuardRejection::Token)?;
+        trail.client = Some(claims.client_id.clone());
+        trail.grant.clone_from(&claims.grant_id);
+        trail.patient.clone_from(&claims.patient);
+
+        // The grant, asked again of the configured source: the validator may be the host's.
+        let (patient, categories) = match &claims.grant_id {
+            Some(grant_id) => match config.grants.grant_status(grant_id, now) {
+                GrantStatus::Active(grant) => {
+                    if grant.client_id != claims.client_id
+                        || claims.patient.as_ref().is_some_and(|p| *p != grant.patient)
+                    {
+                        return Err(GuardRejection::Token(TokenRejection::GrantMismatch));
+                    }
+                    (Some(grant.patient.clone()), grant.categories.clone())
+                }
+                GrantStatus::Expired => {
+                    return Err(GuardRejection::Token(TokenRejection::GrantExpired));
+                }
+                GrantStatus::Revoked => {
+                    return Err(GuardRejection::Token(TokenRejection::GrantRevoked));
+                }
+                GrantStatus::Unknown => {
+                    return Err(GuardRejection::Token(TokenRejection::GrantUnknown));
+                }
+            },
+            None if config.allow_grantless => (
+                claims.patient.clone(),
+                config
+                    .registry
+                    .categories()
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect(),
+            ),
+            None => return Err(GuardRejection::GrantlessToken),
+        };
+        trail.patient.clone_from(&patient);
+        trail.actor = Some(actor(
+            &claims.sub,
+            claims.fhir_user.as_deref(),
+            patient.as_ref(),
+            claims.grant_id.is_some(),
+        ));
+
+        // Rate limits by identity.
+        if let Some(limiter) = &config.rate_limiter {
+            let mut keys = Vec::with_capacity(3);
+            keys.push(LimitKey::Client(claims.client_id.clone()));
+            if let Some(g) = &claims.grant_id {
+                keys.push(LimitKey::Grant(g.clone()));
+            }
+            if let Some(p) = &patient {
+                keys.push(LimitKey::Patient(p.clone()));
+            }
+            check_limit(limiter.as_ref(), EndpointClass::FhirRead, &keys, now)?;
+        }
+
+        let (grants, scopes) = resource_grants(&claims.scope);
+        Ok(Authorized {
+            client_id: claims.client_id,
+            patient,
+            categories,
+            grants,
+            scopes,
+            fhir_user: claims.fhir_user,
+        })
+    }
+
+    /// Checks a successful handler response against the grant; returns the bytes to send.
+    fn filter(
+        &self,
+        trail: &mut Trail,
+        enforcer: &Enforcer<'_>,
+        check: ResponseCheck,
+        request: &FhirRequest,
+        narrowed: bool,
+        body: Bytes,
+    ) -> Result<Bytes, GuardRejection> {
+        let registry = &self.config.registry;
+        match check {
+            ResponseCheck::Nothing => {
+                trail.decision = Some(PolicyDecision::Permit);
+                Ok(body)
+            }
+            ResponseCheck::Resource => {
+                let resource: Value = serde_json::from_slice(&body)
+                    .map_err(|_| GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
+                enforcer
+                    .check_read(request, &resource)
+                    .map_err(GuardRejection::ResponseDenied)?;
+                if let Ok(class) = registry.classify(&resource) {
+                    trail.categories.extend(class.categories().iter().cloned());
+                }
+                trail.decision = Some(if narrowed {
+                    PolicyDecision::Narrowed { withheld: 0 }
+                } else {
+                    PolicyDecision::Permit
+                });
+                Ok(body)
+            }
+            ResponseCheck::Bundle => {
+                let mut bundle: Value =
+                    serde_json::from_slice(&body).map_err(|_| GuardRejection::UpstreamResponse)?;
+                if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+                    return Err(GuardRejection::UpstreamResponse);
+                }
+                let report = enforcer.filter_bundle(&mut bundle);
+                if let Some(Value::Array(entries)) = bundle.get("entry") {
+                    for entry in entries {
+                        if let Some(resource) = entry.get("resource") {
+                            if let Ok(class) = registry.classify(resource) {
+                                trail.categories.extend(class.categories().iter().cloned());
+                            }
+                        }
+                    }
+                }
+                let withheld = u32::try_from(report.dropped).unwrap_or(u32::MAX);
+                trail.decision = Some(if narrowed || withheld > 0 {
+                    PolicyDecision::Narrowed { withheld }
+                } else {
+                    PolicyDecision::Permit
+                });
+                let bytes =
+                    serde_json::to_vec(&bundle).map_err(|_| GuardRejection::UpstreamResponse)?;
+                Ok(Bytes::from(bytes))
+            }
+        }
+    }
+
+    /// The handler answered with an error status: replace its body (it could name hidden
+    /// data) with the generic outcome; a missing resource looks exactly like a denied one.
+    fn handler_error(
+        &self,
+        mut trail: Trail,
+        status: StatusCode,
+        enforcer: &Enforcer<'_>,
+        check: ResponseCheck,
+    ) -> Response<GuardBody> {
+        let problem = if (status == StatusCode::NOT_FOUND || status == StatusCode::GONE)
+            && check == ResponseCheck::Resource
+        {
+            if enforcer.missing_outcome().status == StatusCode::FORBIDDEN {
+                PublicProblem::Forbidden
+            } else {
+                PublicProblem::NotFound
+            }
+        } else {
+            problem_for_status(status)
+        };
+        trail.decision = Some(PolicyDecision::Permit);
+        let outcome = handler_error_outcome(status);
+        let mut response = into_guard_body(problem_response(problem));
+        self.decorate(&trail, &mut response, ResponseKind::Phi);
+        self.finish(trail, EventKind::RestAccess, outcome, response)
+    }
+
+    /// Answers a refusal: generic body, typed rejection in the extensions, one audit record.
+    fn reject(&self, mut trail: Trail, rejection: GuardRejection) -> Response<GuardBody> {
+        let mut response = self.rejection_response(&rejection);
+        let kind = if trail.cors == CorsClass::Public {
+            ResponseKind::Public
+        } else {
+            ResponseKind::Phi
+        };
+        self.decorate(&trail, &mut response, kind);
+        let outcome = rejection.audit_outcome();
+        let event = match (&rejection, outcome) {
+            (GuardRejection::RateLimited { .. }, _) => EventKind::RateLimited,
+            (_, Outcome::Denied(_)) => {
+                trail.decision = Some(PolicyDecision::Deny);
+                EventKind::RequestDenied
+            }
+            _ => EventKind::RestAccess,
+        };
+        if matches!(rejection, GuardRejection::RateLimited { .. }) {
+            trail.decision = Some(PolicyDecision::Deny);
+        }
+        response.extensions_mut().insert(rejection);
+        self.finish(trail, event, outcome, response)
+    }
+
+    fn rejection_response(&self, rejection: &GuardRejection) -> Response<GuardBody> {
+        let problem = rejection.problem(self.config.enforce.concealment);
+        let mut response = into_guard_body(problem_response(problem));
+        let headers = response.headers_mut();
+        match rejection {
+            GuardRejection::Token(t) => {
+                headers.insert(header::WWW_AUTHENTICATE, t.www_authenticate());
+            }
+            GuardRejection::GrantlessToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    TokenRejection::GrantUnknown.www_authenticate(),
+                );
+            }
+            GuardRejection::RateLimited {
+                retry_after_seconds,
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            _ => {}
+        }
+        response
+            .extensions_mut()
+            .insert(crate::fhir::RejectionReason {
+                component: "middleware",
+                code: rejection.code(),
+                detail: rejection.to_string(),
+                public: problem,
+            });
+        response
+    }
+
+    fn preflight(&self, mut trail: Trail, parts: &Parts) -> Response<GuardBody> {
+        let methods: &[Method] = match trail.cors {
+            CorsClass::Public => &[Method::GET, Method::HEAD],
+            CorsClass::Registered => &[Method::GET, Method::HEAD, Method::POST],
+        };
+        let answer =
+            self.config.cors.as_ref().and_then(|cors| {
+                cors.preflight(trail.cors, &parts.method, &parts.headers, methods)
+            });
+        match answer {
+            Some(response) if response.status() == StatusCode::NO_CONTENT => {
+                let mut response = into_guard_body(response);
+                self.config
+                    .headers
+                    .apply(response.headers_mut(), ResponseKind::Public);
+                self.set_request_id(&trail, &mut response);
+                trail.decision = Some(PolicyDecision::Permit);
+                self.finish(trail, EventKind::RestAccess, Outcome::Success, response)
+            }
+            _ => {
+                // No CORS headers: the browser refuses the actual request.
+                trail.origin = None;
+                self.reject(trail, GuardRejection::OriginNotAllowed)
+            }
+        }
+    }
+
+    /// Security headers, CORS and the request id.
+    fn decorate(&self, trail: &Trail, response: &mut Response<GuardBody>, kind: ResponseKind) {
+        self.config.headers.apply(response.headers_mut(), kind);
+        if let Some(cors) = &self.config.cors {
+            cors.apply(trail.cors, trail.origin.as_ref(), response.headers_mut());
+        }
+        self.set_request_id(trail, response);
+    }
+
+    fn set_request_id(&self, trail: &Trail, response: &mut Response<GuardBody>) {
+        if let Some(id) = &trail.request_id {
+            if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+                response
+                    .headers_mut()
+                    .insert(header::HeaderName::from_static("x-request-id"), v);
+            }
+        }
+    }
+
+    /// Writes the one audit record of the request; if it cannot be kept, the response is
+    /// withheld (500) — no request is served unaudited.
+    fn finish(
+        &self,
+        trail: Trail,
+        event: EventKind,
+        outcome: Outcome,
+        response: Response<GuardBody>,
+    ) -> Response<GuardBody> {
+        let kept = self
+            .audit_record(&trail, event, outcome)
+            .ok()
+            .is_some_and(|record| self.config.audit.record(record).is_ok());
+        if kept {
+            return response;
+        }
+        let rejection = GuardRejection::AuditFailed;
+        let mut failed = self.rejection_response(&rejection);
+        self.decorate(&trail, &mut failed, ResponseKind::Phi);
+        failed.extensions_mut().insert(rejection);
+        failed
+    }
+
+    fn audit_record(
+        &self,
+        trail: &Trail,
+        event: EventKind,
+        outcome: Outcome,
+    ) -> Result<AuditRecord, RecordError> {
+        let time = AuditTime::new(trail.time)?;
+        let mut record = match &trail.request {
+            Some(request) => AuditRecord::for_request(time, request, outcome)
+                .unwrap_or_else(|_| AuditRecord::new(time, event, outcome)),
+            None => AuditRecord::new(time, event, outcome),
+        };
+        record.event = event;
+        record.request_id.clone_from(&trail.request_id);
+        record.actor.clone_from(&trail.actor);
+        record.client.clone_from(&trail.client);
+        record.grant.clone_from(&trail.grant);
+        record.source = trail.source;
+        record.method = Some(trail.method);
+        if trail.patient.is_some() {
+            record.patient.clone_from(&trail.patient);
+        }
+        record.categories.clone_from(&trail.categories);
+        if trail.client.is_some() {
+            record.purpose = self.config.purpose;
+        }
+        record.decision = trail.decision;
+        Ok(record)
+    }
+}
+
+fn check_limit(
+    limiter: &dyn super::stages::RateLimit,
+    class: EndpointClass,
+    keys: &[LimitKey],
+    now: OffsetDateTime,
+) -> Result<(), GuardRejection> {
+    match limiter.check(class, keys, now) {
+        Ok(RateLimitDecision::Allowed) => Ok(()),
+        Ok(decision @ RateLimitDecision::Limited { .. }) => {
+            let retry_after_seconds = decision.retry_after_seconds().unwrap_or(1);
+            let (class, key) = match decision {
+                RateLimitDecision::Limited { class, key, .. } => (class, key.kind()),
+                RateLimitDecision::Allowed => (class, crate::abuse::KeyKind::Address),
+            };
+            Err(GuardRejection::RateLimited {
+                class,
+                key,
+                retry_after_seconds,
+            })
+        }
+        Err(_) => Err(GuardRejection::RateLimitUnavailable),
+    }
+}
+
+fn is_public(config: &GuardConfig, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix(config.base_path.as_str()) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix('/') else {
+        return false;
+    };
+    config.public_paths.iter().any(|p| p == rest)
+}
+
+async fn read_request_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<Bytes, GuardRejection>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(GuardRejection::BodyTooLarge);
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GuardRejection::BodyTooLarge)
+        }
+        Err(_) => Err(GuardRejection::BodyUnreadable),
+    }
+}
+
+/// Characters left as they are in an added query value; everything else is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `uri` with `params` appended to its query (values FHIR-escaped, then percent-encoded).
+fn append_query(uri: &Uri, params: &[SearchParam]) -> Option<Uri> {
+    let mut added = String::new();
+    for p in params {
+        if !added.is_empty() {
+            added.push('&');
+        }
+        added.push_str(&utf8_percent_encode(&p.name, QUERY_VALUE).to_string());
+        if let Some(m) = &p.modifier {
+            added.push(':');
+            added.push_str(&utf8_percent_encode(m, QUERY_VALUE).to_string());
+        }
+        added.push('=');
+        for (i, v) in p.values.iter().enumerate() {
+            if i > 0 {
+                added.push(',');
+            }
+            let escaped = v.replace('\\', "\\\\").replace(',', "\\,");
+            added.push_str(&utf8_percent_encode(&escaped, QUERY_VALUE).to_string());
+        }
+    }
+    let path = uri.path();
+    let pq = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}&{added}"),
+        _ => format!("{path}?{added}"),
+    };
+    let mut uri_parts = uri.clone().into_parts();
+    uri_parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+    Uri::from_parts(uri_parts).ok()
+}
+
+fn problem_for_status(status: StatusCode) -> PublicProblem {
+    match status {
+        StatusCode::UNAUTHORIZED => PublicProblem::Unauthorized,
+        StatusCode::FORBIDDEN => PublicProblem::Forbidden,
+        StatusCode::NOT_FOUND | StatusCode::GONE => PublicProblem::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => PublicProblem::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => PublicProblem::PayloadTooLarge,
+        StatusCode::URI_TOO_LONG => PublicProblem::UriTooLong,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => PublicProblem::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => PublicProblem::TooManyRequests,
+        StatusCode::SERVICE_UNAVAILABLE => PublicProblem::Unavailable,
+        s if s.is_server_error() => PublicProblem::Internal,
+        _ => PublicProblem::BadRequest,
+    }
+}
+
+fn handler_error_outcome(status: StatusCode) -> Outcome {
+    if status.is_server_error() {
+        Outcome::Error(crate::audit::ErrorKind::Upstream)
+    } else {
+        // The access was permitted; the handler found nothing to disclose.
+        Outcome::Success
+    }
+}
+
+fn into_guard_body(response: Response<Vec<u8>>) -> Response<GuardBody> {
+    response.map(|b| Full::new(Bytes::from(b)))
+}
+
+/// Who acted, from the token.
+fn actor(
+    sub: &str,
+    fhir_user: Option<&str>,
+    patient: Option<&PatientId>,
+    has_grant: bool,
+) -> Actor {
+    let parsed = fhir_user.and_then(|r| {
+        let (ty, id) = r.rsplit_once('/')?;
+        let ty = ty.rsplit('/').next()?;
+        let ty = match ty {
+            "Patient" => FhirUserType::Patient,
+            "Practitioner" => FhirUserType::Practitioner,
+            "PractitionerRole" => FhirUserType::PractitionerRole,
+            "RelatedPerson" => FhirUserType::RelatedPerson,
+            "Person" => FhirUserType::Person,
+            _ => return None,
+        };
+        Some(FhirUser::new(ty, ResourceId::new(id).ok()?))
+    });
+    let role = match parsed.as_ref().map(|u| u.resource_type) {
+        Some(FhirUserType::Patient | FhirUserType::Person) => ActorRole::Patient,
+        Some(FhirUserType::RelatedPerson) => ActorRole::Representative,
+        Some(FhirUserType::Practitioner | FhirUserType::PractitionerRole) => {
+            ActorRole::Practitioner
+        }
+        None if has_grant || patient.is_some() => ActorRole::Patient,
+        None => ActorRole::System,
+    };
+    let mut actor = Actor::new(role);
+    actor.user = UserId::new(sub).ok();
+    actor.fhir_user = parsed;
+    actor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrowing_is_appended_escaped() {
+        let uri: Uri = "/fhir/Observation?code=1234-5".parse().unwrap();
+        let add = vec![
+            SearchParam {
+                name: "patient".into(),
+                modifier: None,
+                values: vec!["Patient/355".into()],
+            },
+            SearchParam {
+                name: "category".into(),
+                modifier: None,
+                values: vec!["http://x.org/cs|vital-signs".into(), "a,b".into()],
+            },
+        ];
+        let out = append_query(&uri, &add).unwrap();
+        assert_eq!(
+            out.to_string(),
+            "/fhir/Observation?code=1234-5&patient=Patient%2F355&category=http%3A%2F%2Fx.org%2Fcs%7Cvital-signs,a%5C%2Cb"
+        );
+        let bare: Uri = "/fhir/Observation".parse().unwrap();
+        assert_eq!(
+            append_query(&bare, &add[..1]).unwrap().to_string(),
+            "/fhir/Observation?patient=Patient%2F355"
+        );
+    }
+
+    #[test]
+    fn actors_from_claims() {
+        let p = PatientId::new("355").unwrap();
+        let a = actor(
+            "user-1",
+            Some("https://ehr/fhir/Patient/355"),
+            Some(&p),
+            true,
+        );
+        assert_eq!(a.role, ActorRole::Patient);
+        assert_eq!(a.fhir_user.unwrap().reference(), "Patient/355");
+        let r = actor("user-2", Some("RelatedPerson/9"), Some(&p), true);
+        assert_eq!(r.role, ActorRole::Representative);
+        let s = actor("backend", None, None, false);
+        assert_eq!(s.role, ActorRole::System);
+        assert!(actor("a@b", None, Some(&p), true).user.is_none());
+    }
+}

@@ -155,7 +155,9 @@ async fn run(
             ),
             None => dl.resource_type.clone(),
         };
-        if dl.status.is_success() {
+        if dl.reference_only {
+            println!("     -  {what}: read when a downloaded record refers to it");
+        } else if dl.status.is_success() {
             let examples = if dl.examples.is_empty() {
                 String::new()
             } else {

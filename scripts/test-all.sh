@@ -29,6 +29,9 @@ need_pkg() { # need_pkg <command-or-path> <debian-package>
 }
 need_pkg openssl openssl
 need_pkg /usr/lib/postgresql/15/bin/initdb postgresql
+# --- walkthrough: the real-browser test (issue 10) drives headless Chromium via chromedriver ---
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
 
 # --- PostgreSQL for the multi-node store tests -------------------------------------------------
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)

@@ -51,5 +51,12 @@ mod ehr;
 #[cfg(all(feature = "tls", feature = "axum", feature = "sqlite"))]
 mod demo;
 
+// --- tests: walkthrough + browser (issue 10) ---
+#[cfg(all(feature = "tls", feature = "axum"))]
+mod walkthrough;
+
+#[cfg(all(feature = "tls", feature = "axum"))]
+mod browser;
+
 // --- tests: auth (issue 9) ---
 mod auth;

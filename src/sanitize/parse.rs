@@ -749,7 +749,7 @@ fn check_duplicate(
         if t.has.is_none()
             && family(&p.name) == key
             && p.modifier == sp.modifier
-            && t.values != tp.values
+            && !same_values(key, &t.values, &tp.values)
         {
             return Err(SanitizeError::ContradictingDuplicate {
                 name: safe_name(&sp.name),
@@ -757,6 +757,52 @@ fn check_duplicate(
         }
     }
     Ok(())
+}
+
+/// Whether two occurrences of the parameter family `key` say the same thing. A reference
+/// written without its type names the type the parameter is named after (`patient=355` is
+/// `patient=Patient/355`), so a paging link that repeats the patient in both forms is one
+/// patient, not parameter pollution.
+fn same_values(key: &str, a: &[TypedValue], b: &[TypedValue]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let implied = implied_target(key);
+    fn reference<'v>(
+        v: &'v TypedValue,
+        implied: Option<&'static str>,
+    ) -> Option<(Option<&'v str>, &'v str, Option<&'v str>)> {
+        match v {
+            TypedValue::Reference {
+                resource_type,
+                id,
+                version,
+            } => Some((
+                resource_type.as_ref().map(ResourceType::as_str).or(implied),
+                id.as_str(),
+                version.as_deref(),
+            )),
+            _ => None,
+        }
+    }
+    a.iter().zip(b).all(
+        |(x, y)| match (reference(x, implied), reference(y, implied)) {
+            (Some(rx), Some(ry)) => rx == ry,
+            _ => x == y,
+        },
+    )
+}
+
+/// The one resource type a reference parameter's bare ids can mean, when its name says so.
+fn implied_target(key: &str) -> Option<&'static str> {
+    match key {
+        "patient" => Some("Patient"),
+        "encounter" => Some("Encounter"),
+        "practitioner" => Some("Practitioner"),
+        "organization" => Some("Organization"),
+        "location" => Some("Location"),
+        _ => None,
+    }
 }
 
 /// Splits a decoded value on commas not escaped with `\`, keeping escapes as written.

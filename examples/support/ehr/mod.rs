@@ -506,8 +506,14 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         }
     }
 
-    let sanitizer = Sanitizer::new(SanitizerConfig::us_core("/fhir"))
-        .map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
+    // The fixture store pages with `_offset` (R4 has no standard paging parameter): its
+    // `next` links must pass the guard like the first page did.
+    let mut sanitizer_config = SanitizerConfig::us_core("/fhir");
+    sanitizer_config
+        .table_mut()
+        .add_common("_offset", fhirguard::sanitize::ParamType::Number);
+    let sanitizer =
+        Sanitizer::new(sanitizer_config).map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
     let headers = SecurityHeaders {
         html_csp: portal_csp(&[]),
         ..SecurityHeaders::default()

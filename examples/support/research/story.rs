@@ -428,15 +428,19 @@ impl Story<'_> {
             } else {
                 format!("  e.g. {}", dl.examples.join("; "))
             };
-            let cut = match dl.truncated {
-                Some(st) => format!(
-                    "  (stopped after {} page{}: the next answered {})",
-                    dl.pages,
-                    if dl.pages == 1 { "" } else { "s" },
-                    st.as_u16()
-                ),
-                None => String::new(),
-            };
+            // A `next` link the server wrote must work: a broken page is lost data.
+            if let Some(st) = dl.truncated {
+                return Err(self.fail(
+                    STEPS[3],
+                    format!(
+                        "{} search stopped after {} page(s): the next page answered {}",
+                        dl.resource_type,
+                        dl.pages,
+                        st.as_u16()
+                    ),
+                ));
+            }
+            let cut = "";
             if dl.status.is_success() {
                 self.line(format!("    {:>4}  {what}{cut}{examples}", dl.count));
             } else {

@@ -21,7 +21,7 @@ mod pages;
 mod portal;
 mod setup;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use fhirguard::abuse::{MemoryRateLimitStore, RateLimitPolicy, RateLimiter};
 use fhirguard::audit::{
     AccessIndex, AuditLog, AuditRecord, AuditTime, FileSink, FileSinkConfig, KeyId, KeyRing, Tee,
     read_log_dir,
@@ -44,7 +45,9 @@ use fhirguard::auth::{
     DefaultRiskPolicy, LoginThrottle, PasswordHash, TotpCredential, TotpParams, TotpSecret,
 };
 use fhirguard::category::CategoryRegistry;
-use fhirguard::sanitize::{ResponseKind, Sanitizer, SanitizerConfig, SecurityHeaders};
+use fhirguard::enforce::EnforceConfig;
+use fhirguard::middleware::{CorsPolicy, GuardConfig, PeerAddr};
+use fhirguard::sanitize::{ResponseKind, SanitizerConfig, SecurityHeaders};
 use fhirguard::scope::ScopeSet;
 use fhirguard::tls::TlsServerConfigBuilder;
 use fhirguard::token::{
@@ -155,18 +158,17 @@ pub(crate) struct User {
 /// The whole server state.
 pub(crate) struct Ehr {
     pub base_url: String,
-    pub fhir_base: String,
     pub issuer: String,
     pub portal_url: String,
-    pub server: AuthorizationServer,
+    pub server: Arc<AuthorizationServer>,
     pub clients: Arc<InMemoryClientRegistry>,
-    pub registry: CategoryRegistry,
-    pub store: FhirStore,
-    pub sanitizer: Sanitizer,
+    pub registry: Arc<CategoryRegistry>,
+    /// The FHIR API: `fhirguard::middleware::GuardLayer` around the fixture store.
+    pub fhir: fhir_api::GuardedFhir,
     /// The consent store (right-of-access requests and grants); also the grant-status source
     /// the authorization server and the token validator ask.
     pub consent: Arc<fhirguard::consent::SqliteStore>,
-    pub audit: AuditLog<Tee<FileSink, Arc<AccessIndex>>>,
+    pub audit: Arc<AuditLog<Tee<FileSink, Arc<AccessIndex>>>>,
     pub access: Arc<AccessIndex>,
     pub users: Vec<User>,
     pub hasher: fhirguard::auth::PasswordHasher,
@@ -468,14 +470,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     );
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
-    let server = AuthorizationServer::new(
-        server_config,
-        keys,
-        Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
-        Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
-        Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
-    )
-    .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?;
+    let server = Arc::new(
+        AuthorizationServer::new(
+            server_config,
+            keys,
+            Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
+            Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
+            Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
+        )
+        .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?,
+    );
 
     // --- audit ---
     use base64::Engine as _;
@@ -495,25 +499,23 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         &audit_key,
     )
     .map_err(|e| EhrError::msg(format!("audit key: {e}")))?;
-    let audit = AuditLog::new(
+    let audit = Arc::new(AuditLog::new(
         key_ring,
         recovery.head,
         Tee::new(file_sink, Arc::clone(&access)),
-    );
+    ));
     if let Some(time) = Ehr::audit_time() {
         if let Some(event) = recovery.event(time) {
             let _ = audit.record(event);
         }
     }
 
-    let sanitizer = Sanitizer::new(SanitizerConfig::us_core("/fhir"))
-        .map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
     let headers = SecurityHeaders {
         html_csp: portal_csp(&[]),
         ..SecurityHeaders::default()
     };
 
-    let registry = CategoryRegistry::default_registry();
+    let registry = Arc::new(CategoryRegistry::default_registry());
     let categories_json: Vec<_> = registry
         .categories()
         .iter()
@@ -554,16 +556,52 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         &serde_json::to_vec_pretty(&demo).map_err(|e| EhrError::msg(e.to_string()))?,
     )?;
 
+    // --- the FHIR API behind the guard ---
+    // Browser apps may call the API from the origins of their registered redirect URIs.
+    let origins: BTreeSet<String> = demo_clients
+        .iter()
+        .flat_map(|c| c.redirect_uris.iter())
+        .filter_map(|u| origin_of(u))
+        .collect();
+    let guard = GuardConfig::builder()
+        .fhir_base(fhir_base.clone())
+        .sanitizer_config(SanitizerConfig::us_core("/fhir"))
+        .validator(Arc::clone(&server) as Arc<dyn fhirguard::middleware::TokenValidation>)
+        .grants(Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>)
+        .registry(Arc::clone(&registry))
+        .audit(Arc::clone(&audit) as Arc<dyn fhirguard::middleware::AuditRecorder>)
+        .clock(Arc::new(SystemClock))
+        .rate_limiter(Arc::new(RateLimiter::new(
+            RateLimitPolicy::recommended(),
+            MemoryRateLimitStore::default(),
+        )))
+        .enforce(EnforceConfig {
+            read_only: true,
+            ..EnforceConfig::default()
+        })
+        .public_paths(["metadata", ".well-known/smart-configuration"])
+        .security_headers(headers.clone())
+        // Backend services hold no patient grant: their pre-authorised system scopes bound them.
+        .allow_grantless_tokens(true)
+        .max_concurrency(256)
+        .cors(Arc::new(CorsPolicy::with_origins(origins)))
+        .build()
+        .map_err(|e| EhrError::msg(format!("guard: {e}")))?;
+    let fhir = fhir_api::guarded(
+        Arc::new(store),
+        Arc::clone(&server),
+        fhir_base.clone(),
+        guard,
+    );
+
     let state = Arc::new(Ehr {
         base_url: base_url.clone(),
-        fhir_base,
         issuer,
         portal_url,
         server,
         clients,
         registry,
-        store,
-        sanitizer,
+        fhir,
         consent,
         audit,
         access,
@@ -596,6 +634,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                         };
                         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(Peer(peer));
+                            req.extensions_mut().insert(PeerAddr::from(peer));
                             router.clone().oneshot(req.map(Body::new))
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -630,6 +669,19 @@ pub(crate) type Req = Request<Vec<u8>>;
 pub(crate) type Resp = Response<Vec<u8>>;
 
 async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/fhir" || path.starts_with("/fhir/") {
+        // The guard reads the body itself (up to the sanitizer's limit).
+        let head = req.method() == http::Method::HEAD;
+        let mut response = match ehr.fhir.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        if head {
+            *response.body_mut() = Default::default();
+        }
+        return response.map(Body::new);
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b.to_vec(),
@@ -642,9 +694,7 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     };
     let req = Request::from_parts(parts, bytes);
     let path = req.uri().path().to_owned();
-    let response = if path == "/fhir" || path.starts_with("/fhir/") {
-        fhir_api::handle(&ehr, &req)
-    } else if path.starts_with("/auth/") {
+    let response = if path.starts_with("/auth/") {
         auth_endpoints::handle(&ehr, &req)
     } else if path == "/portal" || path.starts_with("/portal/") {
         portal::handle(&ehr, &req).await

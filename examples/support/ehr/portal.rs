@@ -21,11 +21,11 @@ use fhirguard::auth::{
     FailureKind, LoginAttempt, Password, Prompt, RiskContext, RiskPolicy as _, RiskRequest,
     UserType,
 };
-use fhirguard::enforce::ScopeContext;
+use fhirguard::enforce::{Permissions, ResourceGrant, ScopeContext};
 use fhirguard::sanitize::ResponseKind;
-use fhirguard::scope::ScopeSet;
+use fhirguard::scope::{Context, Permission, ScopeSet, TypeSelector};
 use fhirguard::token::{Approval, AuthorizeRequest};
-use fhirguard::{CategoryId, GrantId};
+use fhirguard::{CategoryId, GrantId, ResourceType};
 
 use super::pages::{self, Chrome};
 use super::{Ehr, Peer, Req, Resp, setup};
@@ -247,7 +247,7 @@ fn user_name(ehr: &Ehr, session: &Session) -> Option<String> {
 
 /// The categories an authorization request could reach (for the risk policy).
 fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
-    let grants = super::fhir_api::resource_grants(scope);
+    let grants = resource_grants(scope);
     ehr.registry.categories_for(&grants).into_iter().collect()
 }
 
@@ -1237,3 +1237,37 @@ fn logout_post(ehr: &Ehr, req: &Req) -> Resp {
 
 #[allow(unused)]
 fn unused(_: HashMap<(), ()>) {}
+
+/// The caller's scopes as enforcement's typed grants (v1 scopes mean their v2 letters).
+fn resource_grants(scope: &ScopeSet) -> Vec<ResourceGrant> {
+    scope
+        .to_v2()
+        .resource_scopes()
+        .filter_map(|rs| {
+            let context = match rs.context() {
+                Context::Patient => ScopeContext::Patient,
+                Context::User => ScopeContext::User,
+                Context::System => ScopeContext::System,
+            };
+            let p = rs.permissions();
+            let permissions = Permissions {
+                create: p.contains(Permission::Create),
+                read: p.contains(Permission::Read),
+                update: p.contains(Permission::Update),
+                delete: p.contains(Permission::Delete),
+                search: p.contains(Permission::Search),
+            };
+            let mut grant = match rs.resource() {
+                TypeSelector::Any => ResourceGrant::wildcard(context, permissions),
+                TypeSelector::Type(t) => {
+                    ResourceGrant::new(context, ResourceType::new(t.as_str())?, permissions)
+                }
+            };
+            for filter in rs.filters() {
+                let values: Vec<&str> = filter.values().collect();
+                grant = grant.with_constraint(filter.name(), values.join(","));
+            }
+            Some(grant)
+        })
+        .collect()
+}

@@ -15,7 +15,6 @@
 
 #![allow(dead_code)]
 
-mod auth_endpoints;
 mod fhir_api;
 mod pages;
 mod portal;
@@ -46,7 +45,7 @@ use fhirguard::auth::{
 };
 use fhirguard::category::CategoryRegistry;
 use fhirguard::enforce::EnforceConfig;
-use fhirguard::middleware::{CorsPolicy, GuardConfig, PeerAddr};
+use fhirguard::middleware::{CorsPolicy, GuardConfig, PeerAddr, SmartEndpoints};
 use fhirguard::sanitize::{ResponseKind, SanitizerConfig, SecurityHeaders};
 use fhirguard::scope::ScopeSet;
 use fhirguard::tls::TlsServerConfigBuilder;
@@ -165,6 +164,9 @@ pub(crate) struct Ehr {
     pub registry: Arc<CategoryRegistry>,
     /// The FHIR API: `fhirguard::middleware::GuardLayer` around the fixture store.
     pub fhir: fhir_api::GuardedFhir,
+    /// The authorization server's endpoints at `/auth` (`fhirguard::middleware::SmartEndpoints`,
+    /// with the portal as the `AuthorizeHost`).
+    pub auth: SmartEndpoints,
     /// The consent store (right-of-access requests and grants); also the grant-status source
     /// the authorization server and the token validator ask.
     pub consent: Arc<fhirguard::consent::SqliteStore>,
@@ -563,6 +565,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         .flat_map(|c| c.redirect_uris.iter())
         .filter_map(|u| origin_of(u))
         .collect();
+    let cors = Arc::new(CorsPolicy::with_origins(origins));
     let guard = GuardConfig::builder()
         .fhir_base(fhir_base.clone())
         .sanitizer_config(SanitizerConfig::us_core("/fhir"))
@@ -584,7 +587,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         // Backend services hold no patient grant: their pre-authorised system scopes bound them.
         .allow_grantless_tokens(true)
         .max_concurrency(256)
-        .cors(Arc::new(CorsPolicy::with_origins(origins)))
+        .cors(Arc::clone(&cors))
         .build()
         .map_err(|e| EhrError::msg(format!("guard: {e}")))?;
     let fhir = fhir_api::guarded(
@@ -594,14 +597,27 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         guard,
     );
 
-    let state = Arc::new(Ehr {
+    let auth_headers = headers.clone();
+    let state = Arc::new_cyclic(|ehr: &std::sync::Weak<Ehr>| Ehr {
         base_url: base_url.clone(),
         issuer,
         portal_url,
-        server,
+        server: Arc::clone(&server),
         clients,
         registry,
         fhir,
+        auth: SmartEndpoints::new(
+            Arc::clone(&server),
+            Arc::new(portal::PortalHost(ehr.clone())),
+            Arc::new(SystemClock),
+        )
+        .with_audit(Arc::clone(&audit) as Arc<dyn fhirguard::middleware::AuditRecorder>)
+        .with_rate_limiter(Arc::new(RateLimiter::new(
+            RateLimitPolicy::recommended(),
+            MemoryRateLimitStore::default(),
+        )))
+        .with_cors(cors)
+        .with_security_headers(auth_headers),
         consent,
         audit,
         access,
@@ -695,7 +711,20 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     let req = Request::from_parts(parts, bytes);
     let path = req.uri().path().to_owned();
     let response = if path.starts_with("/auth/") {
-        auth_endpoints::handle(&ehr, &req)
+        let head = req.method() == http::Method::HEAD;
+        let req = req.map(axum::body::Bytes::from);
+        let mut response = match ehr.auth.handle(&req) {
+            Some(r) => r.map(Vec::from),
+            None => {
+                let mut r = text_response(StatusCode::NOT_FOUND, "Not found\n");
+                ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
+                r
+            }
+        };
+        if head {
+            response.body_mut().clear();
+        }
+        response
     } else if path == "/portal" || path.starts_with("/portal/") {
         portal::handle(&ehr, &req).await
     } else if path == "/" {

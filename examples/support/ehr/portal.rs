@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 use time::{Date, Duration, OffsetDateTime, Time};
 
+use axum::body::Bytes;
 use fhirguard::audit::{
     AccessHistory as _, AccessQuery, Actor, ActorRole, AuditRecord, DenyReason as AuditDeny,
     EventKind, FhirUser, FhirUserType, Outcome, ResourceId, UserId,
@@ -22,9 +23,10 @@ use fhirguard::auth::{
     UserType,
 };
 use fhirguard::enforce::{Permissions, ResourceGrant, ScopeContext};
+use fhirguard::middleware::AuthorizeHost;
 use fhirguard::sanitize::ResponseKind;
 use fhirguard::scope::{Context, Permission, ScopeSet, TypeSelector};
-use fhirguard::token::{Approval, AuthorizeRequest};
+use fhirguard::token::{Approval, AuthorizationServer, AuthorizeRequest};
 use fhirguard::{CategoryId, GrantId, ResourceType};
 
 use super::pages::{self, Chrome};
@@ -61,7 +63,7 @@ pub(crate) struct Pending {
     pub created: OffsetDateTime,
 }
 
-fn cookie_session(req: &Req) -> Option<String> {
+fn cookie_session<B>(req: &http::Request<B>) -> Option<String> {
     for value in req.headers().get_all(header::COOKIE) {
         let Ok(s) = value.to_str() else { continue };
         for part in s.split(';') {
@@ -100,7 +102,7 @@ fn clear_cookie(r: &mut Resp) {
 }
 
 /// The current session (touching it), or a fresh anonymous one. Returns (id, session, new?).
-fn session_for(ehr: &Ehr, req: &Req) -> Option<(String, Session, bool)> {
+fn session_for<B>(ehr: &Ehr, req: &http::Request<B>) -> Option<(String, Session, bool)> {
     let now = Ehr::now();
     let mut sessions = ehr.sessions.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = cookie_session(req) {
@@ -255,16 +257,29 @@ fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
 // /auth/authorize
 // ---------------------------------------------------------------------------------------------
 
-/// `GET|POST /auth/authorize`: validate, then sign-in and approval.
-pub(crate) fn authorize(ehr: &Ehr, req: &Req) -> Resp {
-    let request = match ehr.server.authorize_request(req) {
-        Ok(r) => r,
-        Err(err) => {
-            let mut r = err.to_response();
-            ehr.headers.apply(r.headers_mut(), ResponseKind::Html);
-            return r;
+/// The portal's part of `GET|POST /auth/authorize` for `fhirguard::middleware::SmartEndpoints`:
+/// the endpoint validated the request (and answered the invalid ones); the portal signs the
+/// patient in and shows the approval page.
+pub(crate) struct PortalHost(pub(crate) std::sync::Weak<Ehr>);
+
+impl AuthorizeHost for PortalHost {
+    fn authorize(
+        &self,
+        _server: &AuthorizationServer,
+        request: AuthorizeRequest,
+        raw: &http::Request<Bytes>,
+        _now: OffsetDateTime,
+    ) -> Resp {
+        match self.0.upgrade() {
+            Some(ehr) => authorize(&ehr, request, raw),
+            // The server is shutting down.
+            None => super::text_response(StatusCode::SERVICE_UNAVAILABLE, "Unavailable\n"),
         }
-    };
+    }
+}
+
+/// A validated authorization request: sign-in, then approval.
+fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -> Resp {
     let Some((sid, session, new)) = session_for(ehr, req) else {
         return problem_page(
             ehr,

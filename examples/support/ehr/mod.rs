@@ -689,6 +689,13 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     if path == "/fhir" || path.starts_with("/fhir/") {
         // The guard reads the body itself (up to the sanitizer's limit).
         let head = req.method() == http::Method::HEAD;
+        let metadata = path == "/fhir/metadata";
+        let mut req = req;
+        if head && metadata {
+            // The sanitizer types `/metadata` as a GET interaction only; HEAD is the same
+            // request without the body (RFC 9110), so ask as GET and drop the body below.
+            *req.method_mut() = http::Method::GET;
+        }
         let mut response = match ehr.fhir.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},

@@ -393,6 +393,20 @@ fn discovery_metadata_and_unauthenticated_access() {
             .collect();
         assert!(types.contains(&"Observation") && types.contains(&"Patient"));
 
+        // HEAD answers like GET, without the body.
+        for path in ["metadata", ".well-known/smart-configuration"] {
+            let head = b
+                .send(
+                    http::Method::HEAD,
+                    &format!("{fhir}/{path}"),
+                    &[],
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(head.status, 200, "HEAD {path}");
+            assert!(head.body.is_empty(), "HEAD {path} has no body");
+        }
+
         let no_token = b.get(&format!("{fhir}/Patient/355")).await;
         assert_eq!(no_token.status, 401);
         assert_eq!(

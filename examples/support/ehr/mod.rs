@@ -15,13 +15,12 @@
 
 #![allow(dead_code)]
 
-mod auth_endpoints;
 mod fhir_api;
 mod pages;
 mod portal;
 mod setup;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,15 +35,21 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use fhirguard::abuse::{
+    EndpointClass, KeyKind, Limit, MemoryRateLimitStore, RateLimitPolicy, RateLimiter,
+};
 use fhirguard::audit::{
     AccessIndex, AuditLog, AuditRecord, AuditTime, FileSink, FileSinkConfig, KeyId, KeyRing, Tee,
     read_log_dir,
 };
 use fhirguard::auth::{
-    DefaultRiskPolicy, LoginThrottle, PasswordHash, TotpCredential, TotpParams, TotpSecret,
+    DefaultRiskPolicy, LoginThrottle, MemoryThrottleStore, PasswordHash, ThrottleConfig,
+    TotpCredential, TotpParams, TotpSecret,
 };
 use fhirguard::category::CategoryRegistry;
-use fhirguard::sanitize::{ResponseKind, Sanitizer, SanitizerConfig, SecurityHeaders};
+use fhirguard::enforce::EnforceConfig;
+use fhirguard::middleware::{CorsPolicy, GuardConfig, PeerAddr, SmartEndpoints};
+use fhirguard::sanitize::{ResponseKind, SanitizerConfig, SecurityHeaders};
 use fhirguard::scope::ScopeSet;
 use fhirguard::tls::TlsServerConfigBuilder;
 use fhirguard::token::{
@@ -155,18 +160,20 @@ pub(crate) struct User {
 /// The whole server state.
 pub(crate) struct Ehr {
     pub base_url: String,
-    pub fhir_base: String,
     pub issuer: String,
     pub portal_url: String,
-    pub server: AuthorizationServer,
+    pub server: Arc<AuthorizationServer>,
     pub clients: Arc<InMemoryClientRegistry>,
-    pub registry: CategoryRegistry,
-    pub store: FhirStore,
-    pub sanitizer: Sanitizer,
+    pub registry: Arc<CategoryRegistry>,
+    /// The FHIR API: `fhirguard::middleware::GuardLayer` around the fixture store.
+    pub fhir: fhir_api::GuardedFhir,
+    /// The authorization server's endpoints at `/auth` (`fhirguard::middleware::SmartEndpoints`,
+    /// with the portal as the `AuthorizeHost`).
+    pub auth: SmartEndpoints,
     /// The consent store (right-of-access requests and grants); also the grant-status source
     /// the authorization server and the token validator ask.
     pub consent: Arc<fhirguard::consent::SqliteStore>,
-    pub audit: AuditLog<Tee<FileSink, Arc<AccessIndex>>>,
+    pub audit: Arc<AuditLog<Tee<FileSink, Arc<AccessIndex>>>>,
     pub access: Arc<AccessIndex>,
     pub users: Vec<User>,
     pub hasher: fhirguard::auth::PasswordHasher,
@@ -468,14 +475,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     );
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
-    let server = AuthorizationServer::new(
-        server_config,
-        keys,
-        Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
-        Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
-        Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
-    )
-    .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?;
+    let server = Arc::new(
+        AuthorizationServer::new(
+            server_config,
+            keys,
+            Arc::clone(&clients) as Arc<dyn fhirguard::token::ClientRegistry>,
+            Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
+            Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
+        )
+        .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?,
+    );
 
     // --- audit ---
     use base64::Engine as _;
@@ -495,31 +504,23 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         &audit_key,
     )
     .map_err(|e| EhrError::msg(format!("audit key: {e}")))?;
-    let audit = AuditLog::new(
+    let audit = Arc::new(AuditLog::new(
         key_ring,
         recovery.head,
         Tee::new(file_sink, Arc::clone(&access)),
-    );
+    ));
     if let Some(time) = Ehr::audit_time() {
         if let Some(event) = recovery.event(time) {
             let _ = audit.record(event);
         }
     }
 
-    // The fixture store pages with `_offset` (R4 has no standard paging parameter): its
-    // `next` links must pass the guard like the first page did.
-    let mut sanitizer_config = SanitizerConfig::us_core("/fhir");
-    sanitizer_config
-        .table_mut()
-        .add_common("_offset", fhirguard::sanitize::ParamType::Number);
-    let sanitizer =
-        Sanitizer::new(sanitizer_config).map_err(|e| EhrError::msg(format!("sanitizer: {e}")))?;
     let headers = SecurityHeaders {
         html_csp: portal_csp(&[]),
         ..SecurityHeaders::default()
     };
 
-    let registry = CategoryRegistry::default_registry();
+    let registry = Arc::new(CategoryRegistry::default_registry());
     let categories_json: Vec<_> = registry
         .categories()
         .iter()
@@ -560,22 +561,82 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         &serde_json::to_vec_pretty(&demo).map_err(|e| EhrError::msg(e.to_string()))?,
     )?;
 
-    let state = Arc::new(Ehr {
+    // --- the FHIR API behind the guard ---
+    // The fixture store pages with `_offset` (R4 has no standard paging parameter): its
+    // `next` links must pass the guard like the first page did.
+    let mut sanitizer_config = SanitizerConfig::us_core("/fhir");
+    sanitizer_config
+        .table_mut()
+        .add_common("_offset", fhirguard::sanitize::ParamType::Number);
+    // Browser apps may call the API from the origins of their registered redirect URIs.
+    let origins: BTreeSet<String> = demo_clients
+        .iter()
+        .flat_map(|c| c.redirect_uris.iter())
+        .filter_map(|u| origin_of(u))
+        .collect();
+    let cors = Arc::new(CorsPolicy::with_origins(origins));
+    let guard = GuardConfig::builder()
+        .fhir_base(fhir_base.clone())
+        .sanitizer_config(sanitizer_config)
+        .validator(Arc::clone(&server) as Arc<dyn fhirguard::middleware::TokenValidation>)
+        .grants(Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>)
+        .registry(Arc::clone(&registry))
+        .audit(Arc::clone(&audit) as Arc<dyn fhirguard::middleware::AuditRecorder>)
+        .clock(Arc::new(SystemClock))
+        .rate_limiter(Arc::new(RateLimiter::new(
+            demo_rate_policy(),
+            MemoryRateLimitStore::default(),
+        )))
+        .enforce(EnforceConfig {
+            read_only: true,
+            ..EnforceConfig::default()
+        })
+        .public_paths(["metadata", ".well-known/smart-configuration"])
+        .security_headers(headers.clone())
+        // Backend services hold no patient grant: their pre-authorised system scopes bound them.
+        .allow_grantless_tokens(true)
+        .max_concurrency(256)
+        .cors(Arc::clone(&cors))
+        .build()
+        .map_err(|e| EhrError::msg(format!("guard: {e}")))?;
+    let fhir = fhir_api::guarded(
+        Arc::new(store),
+        Arc::clone(&server),
+        fhir_base.clone(),
+        guard,
+    );
+
+    let auth_headers = headers.clone();
+    let state = Arc::new_cyclic(|ehr: &std::sync::Weak<Ehr>| Ehr {
         base_url: base_url.clone(),
-        fhir_base,
         issuer,
         portal_url,
-        server,
+        server: Arc::clone(&server),
         clients,
         registry,
-        store,
-        sanitizer,
+        fhir,
+        auth: SmartEndpoints::new(
+            Arc::clone(&server),
+            Arc::new(portal::PortalHost(ehr.clone())),
+            Arc::new(SystemClock),
+        )
+        .with_audit(Arc::clone(&audit) as Arc<dyn fhirguard::middleware::AuditRecorder>)
+        .with_rate_limiter(Arc::new(RateLimiter::new(
+            demo_rate_policy(),
+            MemoryRateLimitStore::default(),
+        )))
+        .with_cors(cors)
+        .with_security_headers(auth_headers),
         consent,
         audit,
         access,
         users,
         hasher,
-        throttle: LoginThrottle::in_memory(SystemClock),
+        throttle: LoginThrottle::new(
+            demo_throttle_config(),
+            SystemClock,
+            MemoryThrottleStore::default(),
+        ),
         risk: DefaultRiskPolicy::default(),
         sessions: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashMap::new()),
@@ -602,6 +663,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                         };
                         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(Peer(peer));
+                            req.extensions_mut().insert(PeerAddr::from(peer));
                             router.clone().oneshot(req.map(Body::new))
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -631,11 +693,62 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
 const MAX_BODY: usize = 256 * 1024;
 
 /// A request with its body read.
+/// The recommended limits, except per source address: every client of the demo (the research
+/// app, a test suite, the browser) connects from 127.0.0.1, so the per-address budgets are ten
+/// times the recommended ones. Per-client, per-grant and per-patient limits are unchanged.
+fn demo_rate_policy() -> RateLimitPolicy {
+    let minute = Duration::from_secs(60);
+    let per_address = [
+        (EndpointClass::Token, 1_200),
+        (EndpointClass::Authorize, 600),
+        (EndpointClass::FhirRead, 24_000),
+        (EndpointClass::Login, 300),
+        (EndpointClass::TokenManagement, 6_000),
+    ];
+    per_address
+        .into_iter()
+        .fold(
+            RateLimitPolicy::recommended(),
+            |policy, (class, count)| match Limit::per(count, minute) {
+                Ok(limit) => policy.with_limit(class, KeyKind::Address, limit),
+                Err(_) => policy,
+            },
+        )
+}
+
+/// Account back-off as recommended (5 free failures, then doubling up to 15 minutes); the
+/// per-address back-off allows ten times the failures, for the same one-address reason.
+fn demo_throttle_config() -> ThrottleConfig {
+    let mut config = ThrottleConfig::default();
+    config.source.free_failures = 200;
+    config
+}
+
 pub(crate) type Req = Request<Vec<u8>>;
 /// A response before conversion to axum's body.
 pub(crate) type Resp = Response<Vec<u8>>;
 
 async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/fhir" || path.starts_with("/fhir/") {
+        // The guard reads the body itself (up to the sanitizer's limit).
+        let head = req.method() == http::Method::HEAD;
+        let metadata = path == "/fhir/metadata";
+        let mut req = req;
+        if head && metadata {
+            // The sanitizer types `/metadata` as a GET interaction only; HEAD is the same
+            // request without the body (RFC 9110), so ask as GET and drop the body below.
+            *req.method_mut() = http::Method::GET;
+        }
+        let mut response = match ehr.fhir.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        if head {
+            *response.body_mut() = Default::default();
+        }
+        return response.map(Body::new);
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b.to_vec(),
@@ -648,10 +761,21 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     };
     let req = Request::from_parts(parts, bytes);
     let path = req.uri().path().to_owned();
-    let response = if path == "/fhir" || path.starts_with("/fhir/") {
-        fhir_api::handle(&ehr, &req)
-    } else if path.starts_with("/auth/") {
-        auth_endpoints::handle(&ehr, &req)
+    let response = if path.starts_with("/auth/") {
+        let head = req.method() == http::Method::HEAD;
+        let req = req.map(axum::body::Bytes::from);
+        let mut response = match ehr.auth.handle(&req) {
+            Some(r) => r.map(Vec::from),
+            None => {
+                let mut r = text_response(StatusCode::NOT_FOUND, "Not found\n");
+                ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
+                r
+            }
+        };
+        if head {
+            response.body_mut().clear();
+        }
+        response
     } else if path == "/portal" || path.starts_with("/portal/") {
         portal::handle(&ehr, &req).await
     } else if path == "/" {

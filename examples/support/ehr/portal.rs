@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 use time::{Date, Duration, OffsetDateTime, Time};
 
+use axum::body::Bytes;
 use fhirguard::audit::{
     AccessHistory as _, AccessQuery, Actor, ActorRole, AuditRecord, DenyReason as AuditDeny,
     EventKind, FhirUser, FhirUserType, Outcome, ResourceId, UserId,
@@ -21,11 +22,12 @@ use fhirguard::auth::{
     FailureKind, LoginAttempt, Password, Prompt, RiskContext, RiskPolicy as _, RiskRequest,
     UserType,
 };
-use fhirguard::enforce::ScopeContext;
+use fhirguard::enforce::{Permissions, ResourceGrant, ScopeContext};
+use fhirguard::middleware::AuthorizeHost;
 use fhirguard::sanitize::ResponseKind;
-use fhirguard::scope::ScopeSet;
-use fhirguard::token::{Approval, AuthorizeRequest};
-use fhirguard::{CategoryId, GrantId};
+use fhirguard::scope::{Context, Permission, ScopeSet, TypeSelector};
+use fhirguard::token::{Approval, AuthorizationServer, AuthorizeRequest};
+use fhirguard::{CategoryId, GrantId, ResourceType};
 
 use super::pages::{self, Chrome};
 use super::{Ehr, Peer, Req, Resp, setup};
@@ -61,7 +63,7 @@ pub(crate) struct Pending {
     pub created: OffsetDateTime,
 }
 
-fn cookie_session(req: &Req) -> Option<String> {
+fn cookie_session<B>(req: &http::Request<B>) -> Option<String> {
     for value in req.headers().get_all(header::COOKIE) {
         let Ok(s) = value.to_str() else { continue };
         for part in s.split(';') {
@@ -100,7 +102,7 @@ fn clear_cookie(r: &mut Resp) {
 }
 
 /// The current session (touching it), or a fresh anonymous one. Returns (id, session, new?).
-fn session_for(ehr: &Ehr, req: &Req) -> Option<(String, Session, bool)> {
+fn session_for<B>(ehr: &Ehr, req: &http::Request<B>) -> Option<(String, Session, bool)> {
     let now = Ehr::now();
     let mut sessions = ehr.sessions.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = cookie_session(req) {
@@ -247,7 +249,7 @@ fn user_name(ehr: &Ehr, session: &Session) -> Option<String> {
 
 /// The categories an authorization request could reach (for the risk policy).
 fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
-    let grants = super::fhir_api::resource_grants(scope);
+    let grants = resource_grants(scope);
     ehr.registry.categories_for(&grants).into_iter().collect()
 }
 
@@ -255,16 +257,29 @@ fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
 // /auth/authorize
 // ---------------------------------------------------------------------------------------------
 
-/// `GET|POST /auth/authorize`: validate, then sign-in and approval.
-pub(crate) fn authorize(ehr: &Ehr, req: &Req) -> Resp {
-    let request = match ehr.server.authorize_request(req) {
-        Ok(r) => r,
-        Err(err) => {
-            let mut r = err.to_response();
-            ehr.headers.apply(r.headers_mut(), ResponseKind::Html);
-            return r;
+/// The portal's part of `GET|POST /auth/authorize` for `fhirguard::middleware::SmartEndpoints`:
+/// the endpoint validated the request (and answered the invalid ones); the portal signs the
+/// patient in and shows the approval page.
+pub(crate) struct PortalHost(pub(crate) std::sync::Weak<Ehr>);
+
+impl AuthorizeHost for PortalHost {
+    fn authorize(
+        &self,
+        _server: &AuthorizationServer,
+        request: AuthorizeRequest,
+        raw: &http::Request<Bytes>,
+        _now: OffsetDateTime,
+    ) -> Resp {
+        match self.0.upgrade() {
+            Some(ehr) => authorize(&ehr, request, raw),
+            // The server is shutting down.
+            None => super::text_response(StatusCode::SERVICE_UNAVAILABLE, "Unavailable\n"),
         }
-    };
+    }
+}
+
+/// A validated authorization request: sign-in, then approval.
+fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -> Resp {
     let Some((sid, session, new)) = session_for(ehr, req) else {
         return problem_page(
             ehr,
@@ -1237,3 +1252,37 @@ fn logout_post(ehr: &Ehr, req: &Req) -> Resp {
 
 #[allow(unused)]
 fn unused(_: HashMap<(), ()>) {}
+
+/// The caller's scopes as enforcement's typed grants (v1 scopes mean their v2 letters).
+fn resource_grants(scope: &ScopeSet) -> Vec<ResourceGrant> {
+    scope
+        .to_v2()
+        .resource_scopes()
+        .filter_map(|rs| {
+            let context = match rs.context() {
+                Context::Patient => ScopeContext::Patient,
+                Context::User => ScopeContext::User,
+                Context::System => ScopeContext::System,
+            };
+            let p = rs.permissions();
+            let permissions = Permissions {
+                create: p.contains(Permission::Create),
+                read: p.contains(Permission::Read),
+                update: p.contains(Permission::Update),
+                delete: p.contains(Permission::Delete),
+                search: p.contains(Permission::Search),
+            };
+            let mut grant = match rs.resource() {
+                TypeSelector::Any => ResourceGrant::wildcard(context, permissions),
+                TypeSelector::Type(t) => {
+                    ResourceGrant::new(context, ResourceType::new(t.as_str())?, permissions)
+                }
+            };
+            for filter in rs.filters() {
+                let values: Vec<&str> = filter.values().collect();
+                grant = grant.with_constraint(filter.name(), values.join(","));
+            }
+            Some(grant)
+        })
+        .collect()
+}

@@ -63,6 +63,9 @@ impl Default for SecurityHeaders {
 
 impl SecurityHeaders {
     /// Removes disclosing headers and sets the security headers for a response of `kind`.
+    ///
+    /// An HTML response that already carries a `Content-Security-Policy` keeps it; all other
+    /// headers are set whatever the response had.
     pub fn apply(&self, headers: &mut HeaderMap, kind: ResponseKind) {
         for name in DISCLOSING_HEADERS {
             headers.remove(*name);
@@ -83,7 +86,13 @@ impl SecurityHeaders {
             ResponseKind::Public => {}
         }
         if kind == ResponseKind::Html {
-            headers.insert(header::CONTENT_SECURITY_POLICY, self.html_csp.clone());
+            // A page that set its own policy keeps it: it is page-specific on purpose (an
+            // approval form that ends in a redirect to the app must name the app's origin in
+            // `form-action`, or the browser blocks the redirect). Every other page gets the
+            // strict default.
+            if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+                headers.insert(header::CONTENT_SECURITY_POLICY, self.html_csp.clone());
+            }
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
             headers.insert(
                 HeaderName::from_static("cross-origin-opener-policy"),
@@ -96,6 +105,21 @@ impl SecurityHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_html_page_keeps_its_own_policy_and_others_get_the_strict_one() {
+        let headers = SecurityHeaders::default();
+        let own =
+            HeaderValue::from_static("default-src 'none'; form-action 'self' https://app.example");
+        let mut page = HeaderMap::new();
+        page.insert(header::CONTENT_SECURITY_POLICY, own.clone());
+        headers.apply(&mut page, ResponseKind::Html);
+        assert_eq!(page[header::CONTENT_SECURITY_POLICY], own);
+        assert_eq!(page[header::X_FRAME_OPTIONS], "DENY");
+        let mut plain = HeaderMap::new();
+        headers.apply(&mut plain, ResponseKind::Html);
+        assert_eq!(plain[header::CONTENT_SECURITY_POLICY], STRICT_CSP);
+    }
 
     #[test]
     fn strips_disclosure_and_sets_headers() {

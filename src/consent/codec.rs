@@ -11,7 +11,7 @@ use super::error::ConsentError;
 use super::record::Grant;
 use crate::ids::{ClientId, GrantId, PatientId};
 use crate::scope::ScopeSet;
-use crate::token::{CodeRecord, GrantContext, RefreshFamily, StoreError};
+use crate::token::{CodeRecord, GrantContext, RefreshFamily, RefreshLookup, StoreError, TokenHash};
 
 pub(crate) fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
@@ -155,6 +155,38 @@ pub(crate) fn family_from_body(body: &str) -> Result<RefreshFamily, StoreError> 
         context: b.context.into_context(),
         expires_at: b.expires_at,
     })
+}
+
+/// A refresh-token family row as both SQL stores select it for a presented token.
+pub(crate) struct FamilyRow {
+    pub(crate) family_id: String,
+    pub(crate) current: Vec<u8>,
+    pub(crate) revoked: bool,
+    pub(crate) expires_at: i64,
+    pub(crate) body: String,
+}
+
+/// What a presented refresh token is, given its family's row: the one decision both SQL
+/// stores make the same way (revoked, then rotated out, then expired, else current).
+pub(crate) fn classify_refresh(
+    row: FamilyRow,
+    presented: &TokenHash,
+    now: OffsetDateTime,
+) -> Result<RefreshLookup, StoreError> {
+    if row.revoked {
+        return Ok(RefreshLookup::Revoked);
+    }
+    let family = family_from_body(&row.body)?;
+    if row.current.as_slice() != presented.0.as_slice() {
+        return Ok(RefreshLookup::RotatedOut {
+            family_id: row.family_id,
+            client_id: family.client_id,
+        });
+    }
+    if from_ns(row.expires_at)? <= now {
+        return Ok(RefreshLookup::Expired);
+    }
+    Ok(RefreshLookup::Current(Box::new(family)))
 }
 
 /// Revoked refresh families and access-token `jti`s, in memory: the validator's revocation

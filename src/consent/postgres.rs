@@ -25,8 +25,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::cache::GrantCache;
 use super::codec::{
-    RevocationCache, backend, code_body, code_from_body, family_body, family_from_body, from_ns,
-    grant_body, grant_from_body, ns,
+    FamilyRow, RevocationCache, backend, classify_refresh, code_body, code_from_body, family_body,
+    family_from_body, from_ns, grant_body, grant_from_body, ns,
 };
 use super::error::ConsentError;
 use super::record::{Approver, Grant, GrantState, RightOfAccessRequest};
@@ -977,20 +977,14 @@ impl TokenStore for PostgresStore {
                 i64,
                 String,
             ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-            if revoked {
-                return Ok(RefreshLookup::Revoked);
-            }
-            let family = family_from_body(&body)?;
-            if current.as_slice() != token.0.as_slice() {
-                return Ok(RefreshLookup::RotatedOut {
-                    family_id,
-                    client_id: family.client_id,
-                });
-            }
-            if from_ns(expires_at)? <= now {
-                return Ok(RefreshLookup::Expired);
-            }
-            Ok(RefreshLookup::Current(Box::new(family)))
+            let row = FamilyRow {
+                family_id,
+                current,
+                revoked,
+                expires_at,
+                body,
+            };
+            classify_refresh(row, token, now)
         })
     }
 

@@ -22,8 +22,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::cache::GrantCache;
 use super::codec::{
-    RevocationCache, backend, code_body, code_from_body, family_body, family_from_body, from_ns,
-    grant_body, grant_from_body, ns,
+    FamilyRow, RevocationCache, backend, classify_refresh, code_body, code_from_body, family_body,
+    family_from_body, from_ns, grant_body, grant_from_body, ns,
 };
 use super::error::ConsentError;
 use super::record::{Approver, Grant, GrantState, RightOfAccessRequest};
@@ -623,20 +623,14 @@ impl TokenStore for SqliteStore {
         let Some((family_id, current, revoked, expires_at, body)) = row else {
             return Ok(RefreshLookup::Unknown);
         };
-        if revoked != 0 {
-            return Ok(RefreshLookup::Revoked);
-        }
-        let family = family_from_body(&body)?;
-        if current.as_slice() != token.0.as_slice() {
-            return Ok(RefreshLookup::RotatedOut {
-                family_id,
-                client_id: family.client_id,
-            });
-        }
-        if from_ns(expires_at)? <= now {
-            return Ok(RefreshLookup::Expired);
-        }
-        Ok(RefreshLookup::Current(Box::new(family)))
+        let row = FamilyRow {
+            family_id,
+            current,
+            revoked: revoked != 0,
+            expires_at,
+            body,
+        };
+        classify_refresh(row, token, now)
     }
 
     fn rotate_refresh(

@@ -4,5 +4,6 @@ mod access;
 mod discovery;
 mod harness;
 mod interop;
+mod launch;
 mod server;
 mod support;

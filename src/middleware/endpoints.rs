@@ -430,7 +430,7 @@ impl SmartEndpoints {
                     claimed,
                 ),
             },
-            SmartEndpoint::Authorize => match self.server.authorize_request(request) {
+            SmartEndpoint::Authorize => match self.server.authorize_request(request, now) {
                 Ok(validated) => {
                     let client = Some(validated.client.id.clone());
                     let response = self.host.authorize(&self.server, validated, request, now);

@@ -125,7 +125,10 @@ impl SmartConfiguration {
         }
         caps.extend(["context-standalone-patient"]);
         if c.ehr_launch {
-            caps.extend(["context-ehr-patient", "context-ehr-encounter"]);
+            caps.push("context-ehr-patient");
+            if c.ehr_encounter_context {
+                caps.push("context-ehr-encounter");
+            }
         }
         if c.ui_context {
             caps.extend(["context-banner", "context-style"]);

@@ -16,12 +16,13 @@ use time::OffsetDateTime;
 use super::clients::Client;
 use super::error::OAuthErrorCode;
 use super::form::{FormError, FormParams};
+use super::launch::{LaunchContext, MAX_LAUNCH_LEN};
 use super::pkce::{self, PkceError};
 use super::server::{AuthorizationServer, ServerFailure};
 use super::store::{CodeRecord, GrantContext, TokenHash};
 use crate::consent::GrantStatus;
 use crate::ids::{ClientId, GrantId, PatientId};
-use crate::scope::{Context, ScopeSet, negotiate};
+use crate::scope::{Context, Scope, ScopeSet, negotiate};
 
 /// Longest `state` / `nonce` accepted (they are echoed, so bounded).
 pub const MAX_STATE_LEN: usize = 2048;
@@ -90,6 +91,13 @@ pub enum RedirectReason {
     /// The negotiation left nothing to grant.
     #[error("nothing requested could be granted")]
     NothingGranted,
+    /// The `launch` handle is unknown, expired, already used, issued to another client, or
+    /// the EHR launch is not enabled.
+    #[error("the launch handle is not valid for this client")]
+    InvalidLaunch,
+    /// The approval is for another patient or user than the EHR launched the app for.
+    #[error("the approval does not match the launch context")]
+    LaunchMismatch,
     /// The server failed.
     #[error("server failure: {0}")]
     Server(ServerFailure),
@@ -105,7 +113,8 @@ impl RedirectReason {
             }
             RedirectReason::Denied
             | RedirectReason::GrantNotActive
-            | RedirectReason::MissingPatientContext => OAuthErrorCode::AccessDenied,
+            | RedirectReason::MissingPatientContext
+            | RedirectReason::LaunchMismatch => OAuthErrorCode::AccessDenied,
             RedirectReason::Server(_) => OAuthErrorCode::ServerError,
             _ => OAuthErrorCode::InvalidRequest,
         }
@@ -202,8 +211,10 @@ pub struct AuthorizeRequest {
     pub code_challenge: String,
     /// OIDC `nonce`, if sent.
     pub nonce: Option<String>,
-    /// The EHR-launch handle, if sent (the host validates it and resolves the context).
+    /// The EHR-launch handle, if sent; validated against the launch store.
     pub launch: Option<String>,
+    /// The context the EHR established when it launched the app (with `launch`).
+    pub launch_context: Option<LaunchContext>,
     /// Whether the request came by POST.
     pub via_post: bool,
 }
@@ -281,7 +292,8 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn redirect_to(base: &str, params: &[(&str, &str)], via_post: bool) -> AuthorizeRedirect {
+/// `base` with `params` appended to its query, each value percent-encoded.
+pub(crate) fn append_query(base: &str, params: &[(&str, &str)]) -> String {
     let mut location = base.to_owned();
     let mut sep = if base.contains('?') { '&' } else { '?' };
     for (name, value) in params {
@@ -291,8 +303,12 @@ fn redirect_to(base: &str, params: &[(&str, &str)], via_post: bool) -> Authorize
         location.extend(utf8_percent_encode(value, QUERY_VALUE));
         sep = '&';
     }
+    location
+}
+
+fn redirect_to(base: &str, params: &[(&str, &str)], via_post: bool) -> AuthorizeRedirect {
     AuthorizeRedirect {
-        location,
+        location: append_query(base, params),
         status: if via_post {
             StatusCode::SEE_OTHER
         } else {
@@ -318,10 +334,12 @@ fn redirect_error(
 }
 
 impl AuthorizationServer {
-    /// Validates an authorization request arriving as GET (query) or POST (form body).
+    /// Validates an authorization request arriving as GET (query) or POST (form body) at
+    /// `now` (which decides whether a `launch` handle is still valid).
     pub fn authorize_request<B: AsRef<[u8]>>(
         &self,
         request: &Request<B>,
+        now: OffsetDateTime,
     ) -> Result<AuthorizeRequest, AuthorizeError> {
         let via_post = match *request.method() {
             Method::GET => false,
@@ -347,14 +365,15 @@ impl AuthorizationServer {
             FormParams::parse(request.uri().query().unwrap_or("").as_bytes())
         }
         .map_err(|e| AuthorizeError::Render(RenderReason::Form(e)))?;
-        self.authorize_params(&params, via_post)
+        self.authorize_params(&params, via_post, now)
     }
 
-    /// Validates already-parsed authorization parameters.
+    /// Validates already-parsed authorization parameters at `now`.
     pub fn authorize_params(
         &self,
         params: &FormParams,
         via_post: bool,
+        now: OffsetDateTime,
     ) -> Result<AuthorizeRequest, AuthorizeError> {
         let render = |r| AuthorizeError::Render(r);
         // 1. The client and its redirect URI: errors are rendered, never redirected.
@@ -427,6 +446,22 @@ impl AuthorizationServer {
         if nonce.is_some_and(|n| n.len() > MAX_STATE_LEN) {
             return Err(fail(RedirectReason::TooLong));
         }
+        let launch = get("launch");
+        let launch_context = match launch {
+            None => None,
+            Some(handle) => {
+                let store = self
+                    .launches
+                    .as_ref()
+                    .filter(|_| handle.len() <= MAX_LAUNCH_LEN)
+                    .ok_or_else(|| fail(RedirectReason::InvalidLaunch))?;
+                let context = store
+                    .launch(&TokenHash::of(handle), now)
+                    .filter(|c| c.client_id == client.id)
+                    .ok_or_else(|| fail(RedirectReason::InvalidLaunch))?;
+                Some(context)
+            }
+        };
         Ok(AuthorizeRequest {
             client,
             redirect_uri: redirect_uri.to_owned(),
@@ -434,12 +469,16 @@ impl AuthorizationServer {
             state,
             code_challenge: challenge.unwrap_or_default().to_owned(),
             nonce: nonce.map(str::to_owned),
-            launch: get("launch").map(str::to_owned),
+            launch: launch.map(str::to_owned),
+            launch_context,
             via_post,
         })
     }
 
     /// The user denied (or policy refused): `access_denied` back to the app.
+    ///
+    /// A pending EHR launch stays unused until it expires; the app may not retry with it
+    /// after [`LAUNCH_TTL`](super::LAUNCH_TTL).
     pub fn deny(&self, request: &AuthorizeRequest) -> AuthorizeRedirect {
         let params = [
             ("error", "access_denied"),
@@ -464,12 +503,31 @@ impl AuthorizationServer {
                 request.via_post,
             )
         };
-        let granted = negotiate(
+        let mut approval = approval;
+        let mut granted = negotiate(
             &request.scope,
             &request.client.allowed_scopes,
             &approval.approved_scope,
         )
         .granted;
+        match (&request.launch, &request.launch_context) {
+            (Some(handle), Some(launched)) => {
+                // Single use: a second approval of the same launch finds nothing.
+                let store = self
+                    .launches
+                    .as_ref()
+                    .ok_or_else(|| fail(RedirectReason::InvalidLaunch))?;
+                let context = store
+                    .take_launch(&TokenHash::of(handle), now)
+                    .filter(|c| c == launched && c.client_id == request.client.id)
+                    .ok_or_else(|| fail(RedirectReason::InvalidLaunch))?;
+                apply_launch(&mut approval, context).map_err(fail)?;
+            }
+            // The `launch` scope asks for the EHR's context; a standalone launch has none.
+            _ => {
+                granted.remove(&Scope::Launch);
+            }
+        }
         if granted.is_empty() {
             return Err(fail(RedirectReason::NothingGranted));
         }
@@ -519,4 +577,42 @@ impl AuthorizationServer {
             request.via_post,
         ))
     }
+}
+
+/// Folds the EHR's launch context into the approval: the approval may not name another
+/// patient or user than the launch did, and the launch's encounter and UI hints fill what the
+/// approval left unset.
+fn apply_launch(approval: &mut Approval, context: LaunchContext) -> Result<(), RedirectReason> {
+    if let Some(patient) = context.patient {
+        match &approval.patient {
+            Some(p) if *p != patient => return Err(RedirectReason::LaunchMismatch),
+            _ => approval.patient = Some(patient),
+        }
+    }
+    if context
+        .subject
+        .as_ref()
+        .is_some_and(|s| *s != approval.subject)
+    {
+        return Err(RedirectReason::LaunchMismatch);
+    }
+    if approval.encounter.is_none() {
+        approval.encounter = context.encounter;
+    }
+    if approval.fhir_context.is_empty() {
+        approval.fhir_context = context.fhir_context;
+    }
+    if approval.need_patient_banner.is_none() {
+        approval.need_patient_banner = context.need_patient_banner;
+    }
+    if approval.smart_style_url.is_none() {
+        approval.smart_style_url = context.smart_style_url;
+    }
+    if approval.intent.is_none() {
+        approval.intent = context.intent;
+    }
+    if approval.tenant.is_none() {
+        approval.tenant = context.tenant;
+    }
+    Ok(())
 }

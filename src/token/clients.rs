@@ -136,6 +136,8 @@ pub struct Client {
     pub authorization_code: bool,
     /// May use `client_credentials` (backend services; requires `private_key_jwt`).
     pub client_credentials: bool,
+    /// The registered launch URL the EHR opens for an EHR launch (`None`: standalone only).
+    pub launch_uri: Option<String>,
 }
 
 impl Client {
@@ -149,6 +151,7 @@ impl Client {
             allowed_scopes,
             authorization_code: true,
             client_credentials: false,
+            launch_uri: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub enum ConfigError {
     /// The key source has no current key for a configured algorithm.
     #[error("no signing key for {0}")]
     MissingKey(Algorithm),
+    /// `ehr_launch` was set without a launch-handle store.
+    #[error("the EHR launch needs a launch store: use AuthorizationServer::with_launch_store")]
+    EhrLaunchWithoutStore,
 }
 
 /// The authorization server's configuration.
@@ -74,8 +77,14 @@ pub struct ServerConfig {
     pub assertion_algs: Vec<Algorithm>,
     /// Clock-skew allowance for assertions (default 30 s).
     pub leeway: Duration,
-    /// Advertise and support the EHR launch (`launch-ehr`, `context-ehr-*`).
+    /// Whether the EHR launch (`launch-ehr`, `context-ehr-*`) is enabled. Set by
+    /// [`AuthorizationServer::with_launch_store`](super::AuthorizationServer::with_launch_store),
+    /// which supplies the handle store the launch needs; `AuthorizationServer::new` refuses a
+    /// configuration that sets it by hand.
     pub ehr_launch: bool,
+    /// Advertise `context-ehr-encounter`: the host's launches put an encounter in context
+    /// (`LaunchContext::encounter`). Only with the EHR launch enabled; default `false`.
+    pub ehr_encounter_context: bool,
     /// Advertise `context-banner` / `context-style`.
     pub ui_context: bool,
     /// Scopes advertised in `scopes_supported`.
@@ -139,6 +148,7 @@ impl ServerConfig {
             ],
             leeway: Duration::seconds(30),
             ehr_launch: false,
+            ehr_encounter_context: false,
             ui_context: false,
             scopes_supported: [
                 "openid",

@@ -47,6 +47,7 @@ mod grants;
 mod introspect;
 pub mod jose;
 mod keys;
+mod launch;
 mod pkce;
 mod server;
 mod store;
@@ -78,6 +79,10 @@ pub use grants::MemoryGrantStatus;
 pub use introspect::{Introspection, Revoked};
 pub use jose::{Algorithm, Jwk, Jwks, KeyError, SigningKey, VerifyingKey};
 pub use keys::{InMemoryKeySource, KeySource, KeySourceError};
+pub use launch::{
+    EhrLaunch, InMemoryLaunchStore, LAUNCH_TTL, LaunchContext, LaunchError, LaunchStore,
+    MAX_LAUNCH_LEN, MAX_PENDING_LAUNCHES,
+};
 pub use pkce::{
     PkceError, check_challenge as check_pkce_challenge, s256 as pkce_s256, verify as verify_pkce,
 };

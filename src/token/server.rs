@@ -13,7 +13,8 @@ use super::config::{ConfigError, ServerConfig};
 use super::error::json_response;
 use super::jose::{Jwks, b64};
 use super::keys::KeySource;
-use super::store::TokenStore;
+use super::launch::{EhrLaunch, LAUNCH_TTL, LaunchContext, LaunchError, LaunchStore};
+use super::store::{TokenHash, TokenStore};
 use crate::consent::GrantStatusSource;
 
 /// The authorization server: protocol logic over the host's traits.
@@ -28,6 +29,7 @@ pub struct AuthorizationServer {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) grants: Arc<dyn GrantStatusSource>,
     pub(crate) validator: AccessTokenValidator,
+    pub(crate) launches: Option<Arc<dyn LaunchStore>>,
     rng: SystemRandom,
 }
 
@@ -65,6 +67,9 @@ impl AuthorizationServer {
         grants: Arc<dyn GrantStatusSource>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if config.ehr_launch {
+            return Err(ConfigError::EhrLaunchWithoutStore);
+        }
         for alg in std::iter::once(config.access_token_alg).chain(config.id_token_alg) {
             if keys.signing_key(alg).is_none() {
                 return Err(ConfigError::MissingKey(alg));
@@ -84,8 +89,47 @@ impl AuthorizationServer {
             store,
             grants,
             validator,
+            launches: None,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// Enables the EHR launch with `store` holding the launch handles: discovery advertises
+    /// `launch-ehr` and `context-ehr-patient`/`-encounter`, [`Self::ehr_launch`] mints handles
+    /// and the authorization endpoint accepts the `launch` parameter.
+    #[must_use]
+    pub fn with_launch_store(mut self, store: Arc<dyn LaunchStore>) -> Self {
+        self.launches = Some(store);
+        self.config.ehr_launch = true;
+        self
+    }
+
+    /// Starts an EHR launch of `context.client_id`: stores a fresh single-use handle (valid for
+    /// [`LAUNCH_TTL`]) and returns it with the client's registered launch URL carrying
+    /// `iss` (this server's FHIR base URL, exactly) and `launch`.
+    pub fn ehr_launch(
+        &self,
+        context: LaunchContext,
+        now: OffsetDateTime,
+    ) -> Result<EhrLaunch, LaunchError> {
+        let store = self.launches.as_ref().ok_or(LaunchError::NotEnabled)?;
+        let client = self
+            .clients
+            .client(&context.client_id)
+            .ok_or(LaunchError::UnknownClient)?;
+        let launch_uri = match &client.launch_uri {
+            Some(uri) if client.authorization_code => uri,
+            _ => return Err(LaunchError::NotLaunchable),
+        };
+        let handle = self.random().map_err(|_| LaunchError::Random)?;
+        store
+            .put_launch(TokenHash::of(&handle), context, now + LAUNCH_TTL)
+            .map_err(LaunchError::Store)?;
+        let url = super::authorize::append_query(
+            launch_uri,
+            &[("iss", &self.config.fhir_base_url), ("launch", &handle)],
+        );
+        Ok(EhrLaunch { handle, url })
     }
 
     /// The configuration.

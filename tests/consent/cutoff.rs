@@ -87,7 +87,9 @@ pub fn code(server: &AuthorizationServer, grant: &Grant, now: OffsetDateTime) ->
     let req = Request::get(format!("{ISSUER}/authorize?{q}"))
         .body(Vec::new())
         .unwrap();
-    let authorize = server.authorize_request(&req).unwrap();
+    let authorize = server
+        .authorize_request(&req, time::OffsetDateTime::now_utc())
+        .unwrap();
     let approval = Approval::new(
         grant.id.clone(),
         SCOPE.parse().unwrap(),

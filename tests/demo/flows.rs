@@ -1047,3 +1047,158 @@ fn restart_reuses_certificates_keys_and_secrets() {
         second.stop().await;
     });
 }
+
+/// The EHR launch: the patient opens an app from the portal; the app comes back with the
+/// launch handle, she approves, and the token response carries her record as the context.
+#[test]
+fn ehr_launch_from_the_portal() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let config = d
+            .browser()
+            .get(&format!("{}/.well-known/smart-configuration", d.fhir()))
+            .await
+            .json();
+        let caps = config["capabilities"].as_array().unwrap();
+        for cap in [
+            "launch-ehr",
+            "context-ehr-patient",
+            "context-banner",
+            "context-style",
+        ] {
+            assert!(caps.contains(&cap.into()), "{cap}");
+        }
+        let client = d.client_by_id("research-app");
+        let launch_uri = client["launch_uri"].as_str().unwrap();
+
+        let mut b = d.browser();
+        let page = b.get(&format!("{}/portal/login", d.base)).await;
+        let apps = login(d, &mut b, user, page).await;
+        assert_eq!(apps.status, 200);
+        let page = b.get(&format!("{}/portal/launch", d.base)).await;
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        assert!(
+            html.contains("aria-label=\"Open S4S Research App\""),
+            "{html}"
+        );
+        assert!(
+            !html.contains("Population Health"),
+            "backends are not opened"
+        );
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("form-action 'self' http://127.0.0.1:8765;"),
+            "{csp}"
+        );
+        let csrf = input_value(&html, "csrf").unwrap();
+        let opened = b
+            .post_form(
+                &format!("{}/portal/launch", d.base),
+                &[("csrf", &csrf), ("client_id", "research-app")],
+                &[],
+            )
+            .await;
+        assert_eq!(opened.status, 303, "{}", opened.text());
+        let location = opened.location();
+        assert!(
+            location.starts_with(&format!("{launch_uri}?")),
+            "{location}"
+        );
+        let q = query(&location);
+        assert_eq!(q["iss"], d.fhir(), "iss is exactly the FHIR base URL");
+        let handle = q["launch"].clone();
+        assert!(!handle.contains(patient));
+
+        // The app, launched: authorize with the handle and the `launch` scope.
+        let (verifier, challenge) = pkce();
+        let url = format!(
+            "{}&launch={}",
+            authorize_url(
+                d,
+                "research-app",
+                "launch openid fhirUser offline_access patient/*.rs",
+                "ehr-1",
+                &challenge
+            ),
+            super::client::form(&[("x", &handle)]).trim_start_matches("x=")
+        );
+        let approval = b.get(&url).await;
+        assert_eq!(approval.status, 200, "{}", approval.text());
+        let html = approval.text();
+        let fields = [
+            ("csrf", input_value(&html, "csrf").unwrap()),
+            ("request", input_value(&html, "request").unwrap()),
+            ("end_date", input_attr(&html, "end_date", "max").unwrap()),
+            ("decision", "approve".to_owned()),
+            ("category", "vital-signs".to_owned()),
+        ];
+        let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = b
+            .post_form(&form_action(&html, "name=\"category\"").unwrap(), &f, &[])
+            .await;
+        assert!(reply.status.is_redirection(), "{}", reply.text());
+        let q = query(&reply.location());
+        assert_eq!(q["state"], "ehr-1");
+        let token = exchange(d, &mut b, "research-app", &q["code"], &verifier).await;
+        assert_eq!(token.status, 200, "{}", token.text());
+        let token = token.json();
+        assert_eq!(token["patient"], patient, "the launch's patient");
+        assert_eq!(token["need_patient_banner"], true);
+        let scope = token["scope"].as_str().unwrap();
+        assert!(scope.split(' ').any(|s| s == "launch"), "{scope}");
+        let style_url = token["smart_style_url"].as_str().unwrap();
+        let style = d.browser().get(style_url).await;
+        assert_eq!(style.status, 200);
+        assert!(
+            style
+                .header("content-type")
+                .unwrap()
+                .starts_with("application/json")
+        );
+        assert!(style.json()["color_background"].is_string());
+
+        // The handle was used up by the approval: a replay gets an error, never a page.
+        let (_, challenge) = pkce();
+        let replay = b
+            .get(&format!(
+                "{}&launch={}",
+                authorize_url(
+                    d,
+                    "research-app",
+                    "launch openid patient/*.rs",
+                    "ehr-2",
+                    &challenge
+                ),
+                super::client::form(&[("x", &handle)]).trim_start_matches("x=")
+            ))
+            .await;
+        assert!(replay.status.is_redirection(), "{}", replay.status);
+        let q = query(&replay.location());
+        assert_eq!(q["error"], "invalid_request");
+        assert_eq!(q["state"], "ehr-2");
+        assert!(!q.contains_key("code"));
+
+        // Another app may not present it, and an unknown client cannot be opened.
+        let refused = b
+            .post_form(
+                &format!("{}/portal/launch", d.base),
+                &[("csrf", &csrf), ("client_id", "population-health")],
+                &[],
+            )
+            .await;
+        assert_eq!(refused.status, 200);
+        assert!(refused.text().contains("cannot be opened"));
+        // Without the session's CSRF token nothing is launched.
+        let forged = b
+            .post_form(
+                &format!("{}/portal/launch", d.base),
+                &[("csrf", "forged"), ("client_id", "research-app")],
+                &[],
+            )
+            .await;
+        assert_eq!(forged.status, 400);
+    });
+}

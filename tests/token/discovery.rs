@@ -93,8 +93,9 @@ fn capabilities_follow_the_configuration() {
     config.id_token_alg = None;
     config.backend_services = false;
     config.asymmetric_clients = false;
-    config.ehr_launch = true;
-    let server = server_with(config).unwrap();
+    let server = server_with(config)
+        .unwrap()
+        .with_launch_store(Arc::new(fhirguard::token::InMemoryLaunchStore::new()));
     let doc = serde_json::to_value(server.smart_configuration()).unwrap();
     assert!(
         doc.get("issuer").is_none(),
@@ -234,7 +235,10 @@ fn id_token_claims_and_rs256_signature_against_the_jwks() {
 fn no_id_token_without_openid() {
     let h = harness();
     let params = authorize_params("public-app", &[("scope", "launch/patient patient/*.rs")]);
-    let request = h.server.authorize_request(&get_authorize(&params)).unwrap();
+    let request = h
+        .server
+        .authorize_request(&get_authorize(&params), time::OffsetDateTime::now_utc())
+        .unwrap();
     let redirect = h
         .server
         .approve(&request, approval("public-app", START), START)

@@ -186,7 +186,10 @@ pub fn approval(client: &str, now: OffsetDateTime) -> Approval {
 
 pub fn validated_request(h: &Harness, client: &str) -> AuthorizeRequest {
     h.server
-        .authorize_request(&get_authorize(&authorize_params(client, &[])))
+        .authorize_request(
+            &get_authorize(&authorize_params(client, &[])),
+            time::OffsetDateTime::now_utc(),
+        )
         .unwrap()
 }
 

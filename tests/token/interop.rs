@@ -43,7 +43,7 @@ fn browser(h: &Harness, url: &str, now: OffsetDateTime) -> (String, String) {
     let request = Request::get(url).body(Vec::new()).unwrap();
     let validated = h
         .server
-        .authorize_request(&request)
+        .authorize_request(&request, time::OffsetDateTime::now_utc())
         .expect("authorize request valid");
     let redirect = h
         .server

@@ -24,14 +24,20 @@ fn failure(outcome: fhirguard::token::TokenOutcome) -> fhirguard::token::TokenEr
 fn authorize_get_and_post_both_issue_a_code_with_state_echoed() {
     let h = harness();
     let params = authorize_params("public-app", &[]);
-    let get = h.server.authorize_request(&get_authorize(&params)).unwrap();
+    let get = h
+        .server
+        .authorize_request(&get_authorize(&params), time::OffsetDateTime::now_utc())
+        .unwrap();
     let pairs: Vec<(&str, &str)> = params
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let post = h
         .server
-        .authorize_request(&post_form(&format!("{ISSUER}/authorize"), &pairs))
+        .authorize_request(
+            &post_form(&format!("{ISSUER}/authorize"), &pairs),
+            time::OffsetDateTime::now_utc(),
+        )
         .unwrap();
     assert!(!get.via_post && post.via_post);
     for request in [get, post] {
@@ -82,7 +88,10 @@ fn authorize_unknown_client_and_bad_redirect_render_instead_of_redirecting() {
     for (overrides, client, reason) in cases {
         let err = h
             .server
-            .authorize_request(&get_authorize(&authorize_params(client, overrides)))
+            .authorize_request(
+                &get_authorize(&authorize_params(client, overrides)),
+                time::OffsetDateTime::now_utc(),
+            )
             .unwrap_err();
         assert_eq!(err, AuthorizeError::Render(reason));
         let response = err.to_response();
@@ -94,7 +103,7 @@ fn authorize_unknown_client_and_bad_redirect_render_instead_of_redirecting() {
     params.push(("redirect_uri".into(), REDIRECT.into()));
     assert_eq!(
         h.server
-            .authorize_request(&get_authorize(&params))
+            .authorize_request(&get_authorize(&params), time::OffsetDateTime::now_utc())
             .unwrap_err(),
         AuthorizeError::Render(RenderReason::MissingRedirectUri)
     );
@@ -103,7 +112,10 @@ fn authorize_unknown_client_and_bad_redirect_render_instead_of_redirecting() {
 fn redirect_reason(h: &Harness, overrides: &[(&str, &str)]) -> (RedirectReason, String) {
     match h
         .server
-        .authorize_request(&get_authorize(&authorize_params("public-app", overrides)))
+        .authorize_request(
+            &get_authorize(&authorize_params("public-app", overrides)),
+            time::OffsetDateTime::now_utc(),
+        )
         .unwrap_err()
     {
         AuthorizeError::Redirect { redirect, reason } => {
@@ -162,7 +174,7 @@ fn authorize_errors_after_the_client_is_trusted_redirect_with_state() {
     params.push(("scope".into(), "openid".into()));
     assert!(matches!(
         h.server
-            .authorize_request(&get_authorize(&params))
+            .authorize_request(&get_authorize(&params), time::OffsetDateTime::now_utc())
             .unwrap_err(),
         AuthorizeError::Redirect {
             reason: RedirectReason::Duplicate("scope"),
@@ -175,7 +187,11 @@ fn authorize_errors_after_the_client_is_trusted_redirect_with_state() {
 fn resource_is_accepted_as_a_synonym_of_aud() {
     let h = harness();
     let params = authorize_params("public-app", &[("aud", ""), ("resource", FHIR_BASE)]);
-    assert!(h.server.authorize_request(&get_authorize(&params)).is_ok());
+    assert!(
+        h.server
+            .authorize_request(&get_authorize(&params), time::OffsetDateTime::now_utc())
+            .is_ok()
+    );
 }
 
 #[test]

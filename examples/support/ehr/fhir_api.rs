@@ -200,7 +200,7 @@ fn capability_statement(store: &FhirStore, server: &AuthorizationServer, fhir_ba
                     }],
                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
                 }],
-                "description": "SMART App Launch 2.x: standalone launch with PKCE, public and confidential clients, backend services"
+                "description": "SMART App Launch 2.x: standalone and EHR launch with PKCE, public and confidential clients, backend services"
             },
             "resource": resources,
         }]

@@ -162,6 +162,8 @@ pub(crate) struct Ehr {
     pub base_url: String,
     pub issuer: String,
     pub portal_url: String,
+    /// The SMART style document (`smart_style_url` in token responses).
+    pub smart_style_url: String,
     pub server: Arc<AuthorizationServer>,
     pub clients: Arc<InMemoryClientRegistry>,
     pub registry: Arc<CategoryRegistry>,
@@ -259,6 +261,8 @@ struct DemoClient {
     name: &'static str,
     kind: &'static str,
     redirect_uris: Vec<String>,
+    /// Where the portal's "Open" button sends the patient (EHR launch); `None` for backends.
+    launch_uri: Option<String>,
     scope: &'static str,
 }
 
@@ -354,6 +358,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
 
     // --- clients ---
     let loopback_redirect = "http://127.0.0.1:8765/callback".to_owned();
+    let loopback_launch = Some("http://127.0.0.1:8765/launch".to_owned());
     let demo_clients = [
         DemoClient {
             id: "research-app",
@@ -363,6 +368,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                 loopback_redirect.clone(),
                 "https://research-app.example.org/callback".to_owned(),
             ],
+            launch_uri: loopback_launch.clone(),
             scope: PATIENT_APP_SCOPE,
         },
         DemoClient {
@@ -373,6 +379,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                 loopback_redirect.clone(),
                 "https://clinic-companion.example.org/callback".to_owned(),
             ],
+            launch_uri: loopback_launch.clone(),
             scope: PATIENT_APP_SCOPE,
         },
         DemoClient {
@@ -383,6 +390,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                 loopback_redirect.clone(),
                 "https://wellness-tracker.example.org/callback".to_owned(),
             ],
+            launch_uri: loopback_launch.clone(),
             scope: PATIENT_APP_SCOPE,
         },
         DemoClient {
@@ -390,6 +398,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
             name: "Population Health Backend",
             kind: "backend",
             redirect_uris: Vec::new(),
+            launch_uri: None,
             scope: BACKEND_SCOPE,
         },
         DemoClient {
@@ -397,6 +406,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
             name: "<script>alert(\"xss\")</script><img src=x onerror=alert(1)> & \"Friends'",
             kind: "public",
             redirect_uris: vec![loopback_redirect.clone()],
+            launch_uri: loopback_launch.clone(),
             scope: PATIENT_APP_SCOPE,
         },
     ];
@@ -421,6 +431,9 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
             "redirect_uris": c.redirect_uris,
             "scope": c.scope,
         });
+        if let Some(uri) = &c.launch_uri {
+            entry["launch_uri"] = json!(uri);
+        }
         let mut client = match c.kind {
             "public" => Client::public(id.clone(), c.redirect_uris.clone(), allowed),
             "confidential-symmetric" => {
@@ -461,6 +474,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
             }
         };
         client.name = c.name.to_owned();
+        client.launch_uri = c.launch_uri.clone();
         client_names.insert(id, c.name.to_owned());
         clients.register(client);
         demo_clients_json.push(entry);
@@ -475,6 +489,9 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     );
     let mut server_config = fhirguard::token::ServerConfig::new(issuer.clone(), fhir_base.clone());
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
+    // The portal's launches and approvals carry `need_patient_banner` and `smart_style_url`.
+    server_config.ui_context = true;
+    let smart_style_url = format!("{portal_url}/smart-style.json");
     let server = Arc::new(
         AuthorizationServer::new(
             server_config,
@@ -483,7 +500,9 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
             Arc::clone(&consent) as Arc<dyn fhirguard::token::TokenStore>,
             Arc::clone(&consent) as Arc<dyn fhirguard::consent::GrantStatusSource>,
         )
-        .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?,
+        .map_err(|e| EhrError::msg(format!("authorization server: {e}")))?
+        // The portal's "Open" button launches apps (EHR launch); one node, so in memory.
+        .with_launch_store(Arc::new(fhirguard::token::InMemoryLaunchStore::new())),
     );
 
     // --- audit ---
@@ -611,6 +630,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         base_url: base_url.clone(),
         issuer,
         portal_url,
+        smart_style_url,
         server: Arc::clone(&server),
         clients,
         registry,

@@ -19,7 +19,7 @@ pub(crate) fn page(title: &str, chrome: &Chrome<'_>, body: &str) -> String {
     if let Some(name) = chrome.signed_in_as {
         let _ = write!(
             nav,
-            "<nav><span class=\"muted\">Signed in as {}</span> · <a href=\"/portal/apps\">Connected apps</a> \
+            "<nav><span class=\"muted\">Signed in as {}</span> · <a href=\"/portal/apps\">Connected apps</a> · <a href=\"/portal/launch\">Open an app</a> \
              <form class=\"inline\" method=\"post\" action=\"/portal/logout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Sign out</button></form></nav>",
             text(name),
@@ -293,4 +293,39 @@ pub(crate) fn problem(chrome: &Chrome<'_>, title: &str, message: &str) -> String
         text(message)
     );
     page(title, chrome, &body)
+}
+
+/// An app the patient can open from the portal (EHR launch).
+pub(crate) struct LaunchableApp {
+    pub client_id: String,
+    pub app_name: String,
+}
+
+/// The "Open an app" page: one button per registered app with a launch URL. Opening an app
+/// sends it the patient's context; what it may read is still decided on the approval page.
+pub(crate) fn launch(chrome: &Chrome<'_>, apps: &[LaunchableApp], notice: Option<&str>) -> String {
+    let mut body = String::from(
+        "<h1>Open an app</h1><p>Opening an app from here tells it which record you are          working with. The app still asks for your approval, and reads only what you choose          to share.</p>",
+    );
+    if let Some(n) = notice {
+        let _ = write!(body, "<p role=\"status\"><strong>{}</strong></p>", text(n));
+    }
+    if apps.is_empty() {
+        body.push_str("<p>No app can be opened from the portal.</p>");
+    }
+    for app in apps {
+        let _ = write!(
+            body,
+            "<section class=\"app\"><div class=\"apphead\"><h2>{}</h2>\
+             <form method=\"post\" action=\"/portal/launch\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"client_id\" value=\"{}\">\
+             <button type=\"submit\" aria-label=\"Open {}\">Open</button></form></div></section>",
+            text(&app.app_name),
+            attr(chrome.csrf),
+            attr(&app.client_id),
+            attr(&app.app_name)
+        );
+    }
+    page("Open an app", chrome, &body)
 }

@@ -5,7 +5,7 @@
 //! Secure; SameSite=Lax; Path=/`), renewed at sign-in (no fixation). Every form carries the
 //! session's CSRF token, compared in constant time. Logins go through `LoginThrottle`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -398,6 +398,9 @@ pub(crate) async fn handle(ehr: &Arc<Ehr>, req: &Req) -> Resp {
         (Method::GET, "/portal/apps") => apps_page(ehr, req, None),
         (Method::POST, "/portal/apps/revoke") => revoke_post(ehr, req),
         (Method::POST, "/portal/logout") => logout_post(ehr, req),
+        (Method::GET, "/portal/launch") => launch_page(ehr, req, None),
+        (Method::POST, "/portal/launch") => launch_post(ehr, req),
+        (Method::GET | Method::HEAD, "/portal/smart-style.json") => smart_style(ehr, req),
         (
             _,
             "/portal"
@@ -407,7 +410,9 @@ pub(crate) async fn handle(ehr: &Arc<Ehr>, req: &Req) -> Resp {
             | "/portal/consent"
             | "/portal/apps"
             | "/portal/apps/revoke"
-            | "/portal/logout",
+            | "/portal/logout"
+            | "/portal/launch"
+            | "/portal/smart-style.json",
         ) => {
             let mut r =
                 super::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
@@ -1067,12 +1072,16 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
     let mut approval = Approval::new(
         grant_id,
         approved,
-        format!("user-{}", user.username),
+        subject_of(user),
         Some(user.patient.clone()),
         session.auth_time,
     );
     approval.fhir_user = Some(format!("Patient/{}", user.patient.as_str()));
-    approval.need_patient_banner = Some(false);
+    // A standalone app opened by the patient herself; an EHR launch sets its own value.
+    if request.launch_context.is_none() {
+        approval.need_patient_banner = Some(false);
+    }
+    approval.smart_style_url = Some(ehr.smart_style_url.clone());
     take_pending(ehr, &request_id);
     let mut r = match ehr.server.approve(request, approval, now) {
         Ok(redirect) => redirect.to_response(),
@@ -1250,8 +1259,130 @@ fn logout_post(ehr: &Ehr, req: &Req) -> Resp {
     r
 }
 
-#[allow(unused)]
-fn unused(_: HashMap<(), ()>) {}
+/// The apps the portal can open: registered with a launch URL, allowed the code flow.
+fn launchable_apps(ehr: &Ehr) -> Vec<pages::LaunchableApp> {
+    let mut apps: Vec<pages::LaunchableApp> = ehr
+        .client_names
+        .iter()
+        .filter_map(|(id, name)| {
+            let client = fhirguard::token::ClientRegistry::client(ehr.clients.as_ref(), id)?;
+            (client.launch_uri.is_some() && client.authorization_code).then(|| {
+                pages::LaunchableApp {
+                    client_id: id.to_string(),
+                    app_name: name.clone(),
+                }
+            })
+        })
+        .collect();
+    apps.sort_by(|a, b| a.app_name.cmp(&b.app_name));
+    apps
+}
+
+fn launch_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
+    let Some((sid, session, new)) = session_for(ehr, req) else {
+        return problem_page(
+            ehr,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "",
+            "Busy",
+            "The portal is busy; try again shortly.",
+        );
+    };
+    let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
+        let chrome = Chrome {
+            csrf: &session.csrf,
+            signed_in_as: None,
+        };
+        let mut r = html(ehr, StatusCode::OK, pages::login(&chrome, None, None, None));
+        if new {
+            set_cookie(&mut r, &sid);
+        }
+        return r;
+    };
+    let chrome = Chrome {
+        csrf: &session.csrf,
+        signed_in_as: Some(&user.display_name),
+    };
+    let apps = launchable_apps(ehr);
+    let mut r = html(ehr, StatusCode::OK, pages::launch(&chrome, &apps, notice));
+    // Each Open button ends in a redirect to that app's launch URL.
+    let targets: BTreeSet<String> = apps
+        .iter()
+        .filter_map(|a| {
+            let id = fhirguard::ClientId::new(a.client_id.as_str()).ok()?;
+            let client = fhirguard::token::ClientRegistry::client(ehr.clients.as_ref(), &id)?;
+            super::origin_of(client.launch_uri.as_deref()?)
+        })
+        .collect();
+    let targets: Vec<String> = targets.into_iter().collect();
+    r.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, super::portal_csp(&targets));
+    if new {
+        set_cookie(&mut r, &sid);
+    }
+    r
+}
+
+/// The EHR launch: a single-use handle bound to this app, this patient and this user, and a
+/// redirect to the app's registered launch URL with `iss` and `launch`.
+fn launch_post(ehr: &Ehr, req: &Req) -> Resp {
+    let Some(form) = parse_form(req.body()) else {
+        return expired(ehr, req);
+    };
+    let Some((_, session)) = existing_session(ehr, req) else {
+        return expired(ehr, req);
+    };
+    if !csrf_ok(&session, &form) {
+        return expired(ehr, req);
+    }
+    let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
+        return expired(ehr, req);
+    };
+    let Some(client_id) = field(&form, "client_id").and_then(|c| fhirguard::ClientId::new(c).ok())
+    else {
+        return launch_page(ehr, req, Some("That app cannot be opened from the portal."));
+    };
+    let mut context = fhirguard::token::LaunchContext::new(client_id)
+        .with_patient(user.patient.clone())
+        .with_subject(subject_of(user));
+    // The app runs outside the portal, so it shows whose record it has open.
+    context.need_patient_banner = Some(true);
+    context.smart_style_url = Some(ehr.smart_style_url.clone());
+    match ehr.server.ehr_launch(context, Ehr::now()) {
+        Ok(launch) => see_other(ehr, &launch.url),
+        Err(_) => launch_page(ehr, req, Some("That app cannot be opened from the portal.")),
+    }
+}
+
+/// The portal's SMART style document (`smart_style_url`): colours and fonts an embedded app
+/// may adopt. Public, like discovery.
+fn smart_style(ehr: &Ehr, req: &Req) -> Resp {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "color_background": "#fdfdfb",
+        "color_error": "#a4161a",
+        "color_highlight": "#1d4e89",
+        "color_modal_backdrop": "rgba(0, 0, 0, 0.4)",
+        "color_success": "#2d6a4f",
+        "color_text": "#1b1b1b",
+        "dim_border_radius": "6px",
+        "dim_font_size": "16px",
+        "dim_spacing_size": "16px",
+        "font_family_body": "system-ui, sans-serif",
+        "font_family_heading": "system-ui, sans-serif"
+    }))
+    .unwrap_or_default();
+    let mut r = fhirguard::token::public_json_response(body);
+    ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
+    if req.method() == Method::HEAD {
+        r.body_mut().clear();
+    }
+    r
+}
+
+/// The id_token `sub` of a portal user (and the subject an EHR launch binds).
+fn subject_of(user: &super::User) -> String {
+    format!("user-{}", user.username)
+}
 
 /// The caller's scopes as enforcement's typed grants (v1 scopes mean their v2 letters).
 fn resource_grants(scope: &ScopeSet) -> Vec<ResourceGrant> {

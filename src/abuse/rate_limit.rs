@@ -200,27 +200,36 @@ impl TokenBucket {
         } else {
             self.updated_at
         };
-        let cost = f64::from(cost);
-        if tokens >= cost {
-            let left = tokens - cost;
-            // `left` is within [0, capacity] and capacity came from a u32.
-            let remaining = left.floor() as u32;
-            (
-                Self {
-                    tokens: left,
-                    updated_at,
-                },
-                BucketOutcome::Allowed { remaining },
-            )
+        let allowed = tokens >= f64::from(cost);
+        let tokens = if allowed {
+            tokens - f64::from(cost)
         } else {
-            let missing = cost - tokens;
+            tokens
+        };
+        (
+            Self { tokens, updated_at },
+            Self::outcome(limit, cost, tokens, allowed),
+        )
+    }
+
+    /// The outcome, given the tokens left after a take and whether it was allowed: shared with
+    /// stores that run the take itself inside their database.
+    pub(crate) fn outcome(
+        limit: &Limit,
+        cost: u32,
+        tokens_after: f64,
+        allowed: bool,
+    ) -> BucketOutcome {
+        if allowed {
+            // Within [0, capacity], and capacity came from a u32.
+            let remaining = tokens_after.max(0.0).floor() as u32;
+            BucketOutcome::Allowed { remaining }
+        } else {
+            let missing = f64::from(cost) - tokens_after;
             let wait = (missing / limit.refill_per_second).max(0.001);
-            (
-                Self { tokens, updated_at },
-                BucketOutcome::Limited {
-                    retry_after: Duration::seconds_f64(wait),
-                },
-            )
+            BucketOutcome::Limited {
+                retry_after: Duration::seconds_f64(wait),
+            }
         }
     }
 }
@@ -244,6 +253,20 @@ pub trait RateLimitStore: Send + Sync {
         cost: u32,
         now: OffsetDateTime,
     ) -> Result<BucketOutcome, RateLimitStoreError>;
+}
+
+/// A store shared between limiters (e.g. the FHIR guard's and the token endpoint's, or the
+/// consent store that also keeps the buckets).
+impl<T: RateLimitStore + ?Sized> RateLimitStore for std::sync::Arc<T> {
+    fn take(
+        &self,
+        bucket: &str,
+        limit: &Limit,
+        cost: u32,
+        now: OffsetDateTime,
+    ) -> Result<BucketOutcome, RateLimitStoreError> {
+        (**self).take(bucket, limit, cost, now)
+    }
 }
 
 /// Per-node bucket state in memory, sharded to keep lock contention low.

@@ -85,7 +85,33 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE revoked_jtis (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, changed_at BIGINT NOT NULL);
     CREATE INDEX revoked_jtis_changed ON revoked_jtis(changed_at);",
+    // 2: token buckets shared by the nodes' rate limiters. UNLOGGED: a crash forgets how full
+    // the buckets were (they restart full), which is the right trade for state this hot and
+    // this short-lived; nothing a patient or an audit depends on lives here.
+    "CREATE UNLOGGED TABLE rate_buckets (
+        bucket TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated_at BIGINT NOT NULL,
+        allowed BOOLEAN NOT NULL
+    );",
 ];
+
+/// One atomic token-bucket take (`TokenBucket::take`, in SQL): refill by the time elapsed since
+/// the bucket's last update (never backwards), cap at capacity, take the cost if it fits.
+/// `$1` bucket, `$2` capacity, `$3` refill per second, `$4` cost, `$5` now (ns since epoch).
+/// A new bucket starts full. The row lock of the upsert serialises concurrent takes.
+const TAKE_BUCKET: &str = "
+    INSERT INTO rate_buckets AS b (bucket, tokens, updated_at, allowed)
+    VALUES ($1::text, CASE WHEN $2::float8 >= $4::float8 THEN $2::float8 - $4::float8 ELSE $2::float8 END, $5::int8, $2::float8 >= $4::float8)
+    ON CONFLICT (bucket) DO UPDATE SET
+        tokens = CASE
+            WHEN LEAST($2::float8, b.tokens + GREATEST($5::int8 - b.updated_at, 0) * $3::float8 / 1e9) >= $4::float8
+            THEN LEAST($2::float8, b.tokens + GREATEST($5::int8 - b.updated_at, 0) * $3::float8 / 1e9) - $4::float8
+            ELSE LEAST($2::float8, b.tokens + GREATEST($5::int8 - b.updated_at, 0) * $3::float8 / 1e9)
+        END,
+        updated_at = GREATEST($5::int8, b.updated_at),
+        allowed = LEAST($2::float8, b.tokens + GREATEST($5::int8 - b.updated_at, 0) * $3::float8 / 1e9) >= $4::float8
+    RETURNING tokens, allowed";
 
 /// The database's clock in microseconds, for the change columns the pollers read.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
@@ -1098,5 +1124,42 @@ impl TokenStore for PostgresStore {
         })?;
         self.caches.revoked.add_jti(jti, expires_at);
         Ok(())
+    }
+}
+
+impl crate::abuse::RateLimitStore for PostgresStore {
+    /// Every node shares each bucket: one upsert per take, decided under the row's lock, so
+    /// the nodes together admit what one node would.
+    fn take(
+        &self,
+        bucket: &str,
+        limit: &crate::abuse::Limit,
+        cost: u32,
+        now: OffsetDateTime,
+    ) -> Result<crate::abuse::BucketOutcome, crate::abuse::RateLimitStoreError> {
+        let unavailable =
+            |e: StoreError| crate::abuse::RateLimitStoreError::Unavailable(Box::new(e));
+        let now_ns = ns(now).map_err(unavailable)?;
+        let (tokens, allowed) = self
+            .pool
+            .with(|c| {
+                let row = c
+                    .query_one(
+                        TAKE_BUCKET,
+                        &[
+                            &bucket,
+                            &limit.capacity(),
+                            &limit.refill_per_second(),
+                            &f64::from(cost),
+                            &now_ns,
+                        ],
+                    )
+                    .map_err(db)?;
+                Ok::<_, StoreError>((row.get::<_, f64>(0), row.get::<_, bool>(1)))
+            })
+            .map_err(unavailable)?;
+        Ok(crate::abuse::TokenBucket::outcome(
+            limit, cost, tokens, allowed,
+        ))
     }
 }

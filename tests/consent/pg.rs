@@ -56,7 +56,7 @@ fn postgres_migrations_are_embedded_and_idempotent() {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap(), 1);
+        assert_eq!(h.join().unwrap(), 2);
     }
     let a = store(&schema);
     let g = a.approve(request("355", "app-a", T0), T0).unwrap();
@@ -252,4 +252,78 @@ fn postgres_two_processes_see_a_revocation_within_one_second() {
         times[times.len() / 2]
     );
     assert!(max < StdDuration::from_secs(1), "max {max:?}");
+}
+
+/// The shared rate-limit store decides exactly as the in-memory token bucket does, take by
+/// take, over a long pseudo-random sequence of costs and clock steps (including a clock that
+/// steps backwards).
+#[test]
+fn postgres_rate_limit_store_matches_the_token_bucket() {
+    use fhirguard::abuse::{BucketOutcome, Limit, RateLimitStore, TokenBucket};
+    let store = store(&fresh_schema());
+    let limit = Limit::new(5, 2.0).unwrap();
+    let mut model = TokenBucket::full(&limit, T0);
+    let mut now = T0;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..400 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let cost = u32::try_from(seed % 3).unwrap() + 1;
+        let millis = i64::try_from((seed >> 8) % 900).unwrap() - 100;
+        now += Duration::milliseconds(millis);
+        let (next, expected) = model.take(&limit, cost, now);
+        model = next;
+        let got = store
+            .take("fhir_read|client:app", &limit, cost, now)
+            .unwrap();
+        match (expected, got) {
+            (BucketOutcome::Allowed { remaining: a }, BucketOutcome::Allowed { remaining: b }) => {
+                assert_eq!(a, b, "step {step}")
+            }
+            (
+                BucketOutcome::Limited { retry_after: a },
+                BucketOutcome::Limited { retry_after: b },
+            ) => assert!(
+                (a - b).abs() < Duration::microseconds(10),
+                "step {step}: {a} vs {b}"
+            ),
+            (a, b) => panic!("step {step}: memory {a:?}, postgres {b:?}"),
+        }
+    }
+}
+
+/// Two nodes, eight threads, one bucket of ten: exactly ten requests get through in total,
+/// and other buckets are untouched.
+#[test]
+fn postgres_rate_limits_are_shared_by_every_node() {
+    use fhirguard::abuse::{BucketOutcome, Limit, RateLimitStore};
+    use std::sync::Arc;
+    let schema = fresh_schema();
+    let nodes = [Arc::new(store(&schema)), Arc::new(store(&schema))];
+    let limit = Limit::new(10, 0.001).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let node = Arc::clone(&nodes[i % 2]);
+            std::thread::spawn(move || {
+                (0..5)
+                    .filter(|_| {
+                        matches!(
+                            node.take("token|address:203.0.113.9", &limit, 1, T0)
+                                .unwrap(),
+                            BucketOutcome::Allowed { .. }
+                        )
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(allowed, 10, "40 attempts across two nodes, capacity 10");
+    assert!(matches!(
+        nodes[1]
+            .take("token|address:198.51.100.1", &limit, 1, T0)
+            .unwrap(),
+        BucketOutcome::Allowed { remaining: 9 }
+    ));
 }

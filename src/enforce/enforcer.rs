@@ -1,5 +1,6 @@
 //! The enforcer: request decisions, resource checks, bundle filtering.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use http::StatusCode;
@@ -86,7 +87,7 @@ const CONSTRAINT_ELEMENTS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Enforcer<'r> {
     registry: &'r CategoryRegistry,
-    grants: Vec<ResourceGrant>,
+    grants: Cow<'r, [ResourceGrant]>,
     patient: Option<PatientId>,
     granted: Vec<bool>,
     granted_ids: BTreeSet<CategoryId>,
@@ -95,10 +96,11 @@ pub struct Enforcer<'r> {
 
 impl<'r> Enforcer<'r> {
     /// An enforcer for a caller holding `grants` (its scopes, typed), with `patient` in context
-    /// (if any) and `categories` approved by the patient.
+    /// (if any) and `categories` approved by the patient. `grants` may be owned or borrowed
+    /// (a host that caches each token's typed scopes lends them, per request, without a copy).
     pub fn new(
         registry: &'r CategoryRegistry,
-        grants: Vec<ResourceGrant>,
+        grants: impl Into<Cow<'r, [ResourceGrant]>>,
         patient: Option<PatientId>,
         categories: impl IntoIterator<Item = CategoryId>,
         config: EnforceConfig,
@@ -111,7 +113,7 @@ impl<'r> Enforcer<'r> {
             .collect();
         Self {
             registry,
-            grants,
+            grants: grants.into(),
             patient,
             granted,
             granted_ids,

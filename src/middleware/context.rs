@@ -32,8 +32,8 @@ pub struct GuardContext {
     pub grant_id: Option<GrantId>,
     /// The categories the patient approved.
     pub categories: BTreeSet<CategoryId>,
-    /// The token's scopes, parsed.
-    pub scopes: ScopeSet,
+    /// The token's scopes, parsed (once per distinct scope string, shared between requests).
+    pub scopes: std::sync::Arc<ScopeSet>,
     /// The typed request after narrowing: the client's parameters followed by the added ones.
     pub request: FhirRequest,
     /// The parameters enforcement added (already part of [`GuardContext::request`]).

@@ -46,7 +46,10 @@ pub type GuardBody = Full<Bytes>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The typed form of a scope string, shared between the requests of one token.
-type TypedScopes = Arc<(Vec<crate::enforce::ResourceGrant>, crate::scope::ScopeSet)>;
+type TypedScopes = Arc<(
+    Vec<crate::enforce::ResourceGrant>,
+    Arc<crate::scope::ScopeSet>,
+)>;
 
 /// The elements `Enforcer::check_read` reads besides the registry's classification elements:
 /// the type, the id (a Patient's own compartment), the granular-scope constraint elements and
@@ -112,7 +115,8 @@ impl Shared {
         if let Some(hit) = self.scopes.read().ok().and_then(|c| c.get(scope).cloned()) {
             return hit;
         }
-        let typed: TypedScopes = Arc::new(resource_grants(scope));
+        let (grants, set) = resource_grants(scope);
+        let typed: TypedScopes = Arc::new((grants, Arc::new(set)));
         if let Ok(mut cache) = self.scopes.write() {
             if cache.len() >= SCOPE_CACHE_CAPACITY {
                 cache.clear();
@@ -400,7 +404,7 @@ where
     // 4. Enforce: decide, narrow.
     let enforcer = Enforcer::new(
         &config.registry,
-        authorized.grants,
+        authorized.typed.0.as_slice(),
         authorized.patient.clone(),
         authorized.categories.iter().cloned(),
         config.enforce,
@@ -413,9 +417,11 @@ where
             return Ok(shared.reject(trail, GuardRejection::Denied(reason)));
         }
     };
+    // The handler gets the narrowed request; the audit record keeps the one the client sent.
     let mut narrowed = request.clone();
     narrowed.params.extend(narrowing.iter().cloned());
     trail.request = Some(request);
+    let has_narrowing = !narrowing.is_empty();
     let mut parts = parts;
     if !narrowing.is_empty() {
         match append_query(&parts.uri, &narrowing) {
@@ -428,9 +434,9 @@ where
         client_id: authorized.client_id,
         grant_id: trail.grant.clone(),
         categories: authorized.categories,
-        scopes: authorized.scopes,
-        request: narrowed.clone(),
-        narrowing: narrowing.clone(),
+        scopes: Arc::clone(&authorized.typed.1),
+        request: narrowed,
+        narrowing,
         fhir_user: authorized.fhir_user,
         request_id: trail.request_id.clone(),
     });
@@ -454,14 +460,17 @@ where
         return Ok(shared.handler_error(trail, rparts.status, &enforcer, check));
     }
     let body = if rparts.status.is_success() {
-        match shared.filter(
-            &mut trail,
-            &enforcer,
-            check,
-            &narrowed,
-            !narrowing.is_empty(),
-            body,
-        ) {
+        // Checking a returned resource reads only the request's type, the same before and
+        // after narrowing.
+        let sent = trail.request.take();
+        let filtered = match &sent {
+            Some(request) => {
+                shared.filter(&mut trail, &enforcer, check, request, has_narrowing, body)
+            }
+            None => Err(GuardRejection::UpstreamResponse),
+        };
+        trail.request = sent;
+        match filtered {
             Ok(body) => body,
             Err(rejection) => return Ok(shared.reject(trail, rejection)),
         }
@@ -563,8 +572,8 @@ struct Authorized {
     client_id: ClientId,
     patient: Option<PatientId>,
     categories: BTreeSet<CategoryId>,
-    grants: Vec<crate::enforce::ResourceGrant>,
-    scopes: crate::scope::ScopeSet,
+    /// The token's scopes, typed once per distinct scope string and shared.
+    typed: TypedScopes,
     fhir_user: Option<String>,
 }
 
@@ -642,8 +651,7 @@ impl Shared {
             client_id: claims.client_id,
             patient,
             categories,
-            grants: typed.0.clone(),
-            scopes: typed.1.clone(),
+            typed,
             fhir_user: claims.fhir_user,
         })
     }
@@ -939,15 +947,39 @@ fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = serde_json::Map::new();
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.iter().any(|f| *f == key) {
-                    let value: Value = map.next_value()?;
-                    out.insert(key.into_owned(), value);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+            while let Some(wanted) = map.next_key_seed(Field(self.0))? {
+                match wanted {
+                    Some(index) => {
+                        let value: Value = map.next_value()?;
+                        out.insert(self.0[index].clone(), value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
             Ok(out)
+        }
+    }
+
+    /// A key, matched against the wanted fields as it is read: the index of the field it
+    /// names, or `None`, without allocating (escaped keys arrive as `visit_str`).
+    struct Field<'a>(&'a [String]);
+
+    impl<'de> DeserializeSeed<'de> for Field<'_> {
+        type Value = Option<usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for Field<'_> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an element name")
+        }
+        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|f| f == key))
         }
     }
 

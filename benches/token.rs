@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         encounter: None,
         fhir_user: Some("Patient/355".into()),
         family: Some("fam-0123456789".into()),
+        context: None,
     };
     let token = sign_access_token(&*keys, Algorithm::ES256, &claims).expect("sign");
     let validator = AccessTokenValidator::new(

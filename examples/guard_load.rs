@@ -287,6 +287,7 @@ fn main() {
         encounter: None,
         fhir_user: None,
         family: None,
+        context: None,
     };
     let token = sign_access_token(keys.as_ref(), Algorithm::ES256, &claims).unwrap();
 

@@ -650,6 +650,9 @@ impl<'r> Enforcer<'r> {
         if let Some(narrow) = self.category_narrowing(ty) {
             add.push(narrow);
         }
+        // Idempotent: a restriction the request already carries (a `next` link built from a
+        // narrowed request) is not added again, so following links never grows the URL.
+        add.retain(|p| !request.params.contains(p));
         Ok(if add.is_empty() {
             Decision::Allow {
                 response: ResponseCheck::Bundle,

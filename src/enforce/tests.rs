@@ -337,3 +337,36 @@ fn transactions_are_all_or_nothing() {
     assert_eq!(response["entry"][1]["response"]["status"], "403");
     assert!(response["entry"][0].get("resource").is_none());
 }
+
+#[test]
+fn narrowing_is_idempotent_so_next_links_do_not_grow() {
+    let reg = CategoryRegistry::default_registry();
+    let e = Enforcer::new(
+        &reg,
+        patient_all(),
+        PatientId::new("355").ok(),
+        cats(&["laboratory"]),
+        EnforceConfig::default(),
+    );
+    let first = search("Observation", &[("_count", None, "1")]);
+    let Decision::Narrow { add, .. } = e.decide(&first) else {
+        panic!("a lab-only search is narrowed");
+    };
+    assert!(add.len() >= 2, "patient and category: {add:?}");
+    // The next page's link carries the narrowed query; deciding it again adds nothing.
+    let mut next = first.clone();
+    next.params.extend(add.iter().cloned());
+    assert_eq!(
+        e.decide(&next),
+        Decision::Allow {
+            response: ResponseCheck::Bundle
+        }
+    );
+    // A restriction only partly present is still added (the missing part).
+    let mut partial = first;
+    partial.params.push(add[0].clone());
+    let Decision::Narrow { add: again, .. } = e.decide(&partial) else {
+        panic!("still narrowed");
+    };
+    assert_eq!(again, add[1..].to_vec());
+}

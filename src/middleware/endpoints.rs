@@ -295,6 +295,12 @@ impl SmartEndpoints {
                 }
                 _ => problem_response(PublicProblem::MethodNotAllowed),
             };
+            let mut response = response;
+            // RFC 9110 §15.5.6: a 405 names the methods the endpoint does support.
+            let allow: Vec<&str> = endpoint.methods().iter().map(Method::as_str).collect();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
             let response = self.finish(endpoint, response, ResponseKind::Phi, origin.as_ref());
             self.audit(
                 endpoint,

@@ -777,6 +777,10 @@ impl Shared {
             GuardRejection::Token(t) => {
                 headers.insert(header::WWW_AUTHENTICATE, t.www_authenticate());
             }
+            GuardRejection::MethodNotAllowed => {
+                // Only public paths (`/metadata`, discovery) answer this: they are read-only.
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
             GuardRejection::GrantlessToken => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,

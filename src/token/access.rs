@@ -58,6 +58,44 @@ pub struct AccessTokenClaims {
     /// revoking the family (code reuse, refresh reuse, revocation) revokes the token.
     #[serde(rename = "fam", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// The rest of the launch context the token response carried (banner, style,
+    /// `fhirContext`, intent, tenant), so introspection can return it as SMART requires.
+    #[serde(rename = "smart", default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SmartContextClaims>,
+}
+
+/// Launch-context parameters of the token response beyond `patient` and `encounter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartContextClaims {
+    /// `need_patient_banner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub need_patient_banner: Option<bool>,
+    /// `smart_style_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart_style_url: Option<String>,
+    /// `fhirContext` entries.
+    #[serde(rename = "fhirContext", default, skip_serializing_if = "Vec::is_empty")]
+    pub fhir_context: Vec<serde_json::Value>,
+    /// `intent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    /// `tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl SmartContextClaims {
+    /// The parameters `context` carries, or `None` when it carries none.
+    pub fn of(context: &super::store::GrantContext) -> Option<Self> {
+        let claims = Self {
+            need_patient_banner: context.need_patient_banner,
+            smart_style_url: context.smart_style_url.clone(),
+            fhir_context: context.fhir_context.clone(),
+            intent: context.intent.clone(),
+            tenant: context.tenant.clone(),
+        };
+        (claims != Self::default()).then_some(claims)
+    }
 }
 
 impl fmt::Debug for AccessTokenClaims {

@@ -635,16 +635,18 @@ impl AuthorizationServer {
                 return Err(e.into());
             }
         };
+        // RFC 6749 §6: a narrower `scope` narrows this access token only; the new refresh
+        // token keeps exactly the scope of the one presented.
         let mut context = family.context.clone();
         context.scope = scope;
-        let new_refresh = if wants_refresh(&context.scope) {
+        let new_refresh = if wants_refresh(&family.context.scope) {
             let token = self.random()?;
             let expires_at = (now + self.config.refresh_token_ttl).min(grant.ends_at);
             let rotated = self.store.rotate_refresh(
                 &family.family_id,
                 &presented,
                 TokenHash::of(&token),
-                &context.scope,
+                &family.context.scope,
                 expires_at,
             )?;
             if !rotated {
@@ -653,7 +655,8 @@ impl AuthorizationServer {
             }
             Some(token)
         } else {
-            // The narrowed scope no longer asks for a refresh token: this one was the last.
+            // The family never asked for a refresh token (online access ended): this one was the
+            // last.
             self.store.revoke_family(&family.family_id)?;
             None
         };
@@ -708,6 +711,7 @@ impl AuthorizationServer {
             encounter: None,
             fhir_user: None,
             family: None,
+            context: None,
         };
         let access_token = sign_access_token(&*self.keys, self.config.access_token_alg, &claims)
             .map_err(|_| ServerFailure::Signing)?;
@@ -758,6 +762,7 @@ impl AuthorizationServer {
             encounter: context.encounter.clone(),
             fhir_user: context.fhir_user.clone(),
             family: Some(family.to_owned()),
+            context: super::access::SmartContextClaims::of(context),
         };
         let token = sign_access_token(&*self.keys, self.config.access_token_alg, &claims)
             .map_err(|_| ServerFailure::Signing)?;

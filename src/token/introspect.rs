@@ -48,6 +48,10 @@ pub struct Introspection {
     /// The user as a FHIR resource URL.
     #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
+    /// The other launch-context parameters of the token response (`need_patient_banner`,
+    /// `smart_style_url`, `fhirContext`, `intent`, `tenant`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub context: Option<super::access::SmartContextClaims>,
 }
 
 impl Introspection {
@@ -128,6 +132,7 @@ impl AuthorizationServer {
                 patient: c.patient.map(|p| p.to_string()),
                 encounter: c.encounter,
                 fhir_user: c.fhir_user.map(|u| self.absolute_fhir_url(&u)),
+                context: c.context,
             };
         }
         if token.len() > 512 {
@@ -145,6 +150,7 @@ impl AuthorizationServer {
             return Introspection::inactive();
         }
         let ctx = family.context;
+        let context = super::access::SmartContextClaims::of(&ctx);
         Introspection {
             active: true,
             scope: Some(ctx.scope.to_string()),
@@ -158,6 +164,7 @@ impl AuthorizationServer {
             patient: ctx.patient.map(|p| p.to_string()),
             encounter: ctx.encounter,
             fhir_user: ctx.fhir_user.map(|u| self.absolute_fhir_url(&u)),
+            context,
         }
     }
 

@@ -29,7 +29,7 @@
 //! * Codes live ≤ 60 s and are single use; a second redemption revokes every token issued from
 //!   the first. Codes and refresh tokens are stored only as SHA-256 hashes.
 //! * Refresh tokens rotate on every use; presenting a rotated-out one revokes its family.
-//!   Scope can only shrink. Nothing outlives the consent grant.
+//!   A refresh can narrow an access token, never widen it. Nothing outlives the consent grant.
 //! * PKCE is `S256` only, lengths checked before hashing.
 //! * Errors on the wire are fixed strings; the typed reason is for the audit log.
 //!
@@ -54,8 +54,8 @@ mod store;
 
 pub use access::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, AccessTokenValidator, MAX_ACCESS_TOKEN_LEN,
-    RevocationList, TokenRejection, ValidatedToken, ValidatorConfig, bearer_token,
-    sign_access_token,
+    RevocationList, SmartContextClaims, TokenRejection, ValidatedToken, ValidatorConfig,
+    bearer_token, sign_access_token,
 };
 pub use assertion::{
     AssertionError, AssertionPolicy, JWT_BEARER, MAX_ASSERTION_LEN, MAX_ASSERTION_LIFETIME,

@@ -77,7 +77,9 @@ impl AuthorizationServer {
         }
         let mut validator_config = ValidatorConfig::new(&config.issuer, &config.fhir_base_url);
         validator_config.algorithms = vec![config.access_token_alg];
-        validator_config.leeway = config.leeway;
+        // The server checks tokens it issued on its own clock: no skew to allow for, so an
+        // expired token is inactive the second it expires (`leeway` is for client assertions).
+        validator_config.leeway = time::Duration::ZERO;
         let store_as_list: Arc<dyn TokenStore> = Arc::clone(&store);
         let validator =
             AccessTokenValidator::new(validator_config, Arc::clone(&keys), Arc::clone(&grants))

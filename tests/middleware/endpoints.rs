@@ -77,6 +77,7 @@ async fn discovery_and_jwks_are_public() {
     let get_token = s.get("/auth/token", None).await;
     assert_eq!(get_token.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(get_token.body["error"], "invalid_request");
+    assert_eq!(get_token.headers[http::header::ALLOW], "POST");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,6 +328,7 @@ async fn public_paths_pass_without_a_token() {
     // Only GET/HEAD there.
     let post = s.send(Method::POST, "/fhir/metadata", None, &[]).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers[header::ALLOW], "GET, HEAD");
     assert_eq!(s.records().len(), 2);
 }
 

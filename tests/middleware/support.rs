@@ -358,6 +358,7 @@ impl TestServer {
             encounter: None,
             fhir_user: Some(format!("{FHIR_BASE}/Patient/355")),
             family: None,
+            context: None,
         }
     }
 

@@ -31,6 +31,7 @@ fn claims(now: OffsetDateTime) -> AccessTokenClaims {
         encounter: None,
         fhir_user: Some("Patient/355".into()),
         family: Some("fam-1".into()),
+        context: None,
     }
 }
 

@@ -675,7 +675,8 @@ fn refresh_rotates_keeps_or_narrows_scope_and_stays_bound_to_the_client() {
             .is_ok()
     );
 
-    // Narrowing works and sticks: the family cannot widen back.
+    // Narrowing narrows that access token only (RFC 6749 §6): the new refresh token keeps
+    // the scope originally granted, so the next refresh without `scope` gets all of it back.
     let third = refresh(
         &h,
         "public-app",
@@ -685,8 +686,23 @@ fn refresh_rotates_keeps_or_narrows_scope_and_stays_bound_to_the_client() {
     )
     .unwrap();
     assert_eq!(third.scope, "patient/Observation.rs offline_access");
+    let narrow = h
+        .server
+        .validator()
+        .validate(&third.access_token, later)
+        .unwrap();
+    assert_eq!(narrow.claims.scope, "patient/Observation.rs offline_access");
     let rt3 = third.refresh_token.unwrap();
-    let err = failure(refresh(&h, "public-app", &rt3, Some(SCOPE), later));
+    let fourth = refresh(&h, "public-app", &rt3, None, later).unwrap();
+    assert_eq!(fourth.scope, SCOPE);
+    let rt3 = fourth.refresh_token.unwrap();
+    let err = failure(refresh(
+        &h,
+        "public-app",
+        &rt3,
+        Some("patient/*.cruds"),
+        later,
+    ));
     assert_eq!(err.reason, TokenFailure::ScopeWidened);
 }
 
@@ -930,9 +946,27 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     assert_eq!(body["iss"], ISSUER);
     assert_eq!(body["sub"], "user-355");
     assert_eq!(body["fhirUser"], format!("{FHIR_BASE}/Patient/355"));
+    // Every launch-context parameter of the token response comes back (SMART 2.2).
+    assert_eq!(body["need_patient_banner"], false);
+    assert_eq!(
+        body["smart_style_url"],
+        "https://ehr.example.org/smart-style.json"
+    );
     let body = introspect(&h, ok.refresh_token.as_deref().unwrap());
     assert_eq!(body["active"], true);
     assert_eq!(body["token_type"], "refresh_token");
+    assert_eq!(body["need_patient_banner"], false);
+    // The server's own tokens get no clock-skew allowance: expired is inactive at once.
+    let mut request = post_form(
+        &format!("{ISSUER}/introspect"),
+        &[("token", ok.access_token.as_str())],
+    );
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        basic("secret-app", SECRET).parse().unwrap(),
+    );
+    let late = START + Duration::hours(1) + Duration::seconds(1);
+    assert!(!h.server.introspect(&request, late).unwrap().active);
 
     for junk in ["nope", "a.b.c", &"x".repeat(5000)] {
         assert_eq!(introspect(&h, junk), serde_json::json!({"active": false}));

@@ -596,23 +596,13 @@ fn apply_launch(approval: &mut Approval, context: LaunchContext) -> Result<(), R
     {
         return Err(RedirectReason::LaunchMismatch);
     }
-    if approval.encounter.is_none() {
-        approval.encounter = context.encounter;
-    }
+    approval.encounter = approval.encounter.take().or(context.encounter);
+    approval.need_patient_banner = approval.need_patient_banner.or(context.need_patient_banner);
+    approval.smart_style_url = approval.smart_style_url.take().or(context.smart_style_url);
+    approval.intent = approval.intent.take().or(context.intent);
+    approval.tenant = approval.tenant.take().or(context.tenant);
     if approval.fhir_context.is_empty() {
         approval.fhir_context = context.fhir_context;
-    }
-    if approval.need_patient_banner.is_none() {
-        approval.need_patient_banner = context.need_patient_banner;
-    }
-    if approval.smart_style_url.is_none() {
-        approval.smart_style_url = context.smart_style_url;
-    }
-    if approval.intent.is_none() {
-        approval.intent = context.intent;
-    }
-    if approval.tenant.is_none() {
-        approval.tenant = context.tenant;
     }
     Ok(())
 }

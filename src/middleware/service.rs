@@ -648,11 +648,11 @@ impl Shared {
 
         let typed = self.typed_scopes(&claims.scope);
         Ok(Authorized {
-            client_id: claims.client_id,
+            client_id: claims.client_id.clone(),
             patient,
             categories,
             typed,
-            fhir_user: claims.fhir_user,
+            fhir_user: claims.fhir_user.clone(),
         })
     }
 

@@ -179,9 +179,6 @@ impl TokenValidation for CachedTokenValidator {
                 GrantStatus::Unknown => return Err(TokenRejection::GrantUnknown),
             },
         };
-        Ok(ValidatedToken {
-            claims: Arc::unwrap_or_clone(claims),
-            grant,
-        })
+        Ok(ValidatedToken { claims, grant })
     }
 }

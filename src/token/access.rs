@@ -272,8 +272,8 @@ impl ValidatorConfig {
 /// A token that passed every check, with the grant it belongs to.
 #[derive(Debug, Clone)]
 pub struct ValidatedToken {
-    /// The verified claims.
-    pub claims: AccessTokenClaims,
+    /// The verified claims (shared with a validator's cache, so a cached token costs no copy).
+    pub claims: Arc<AccessTokenClaims>,
     /// The active grant (None for backend-services tokens, which carry no grant).
     pub grant: Option<Arc<ActiveGrant>>,
 }
@@ -368,7 +368,10 @@ impl AccessTokenValidator {
                 _ => return Err(TokenRejection::GrantUnknown),
             },
         };
-        Ok(ValidatedToken { claims, grant })
+        Ok(ValidatedToken {
+            claims: Arc::new(claims),
+            grant,
+        })
     }
 
     /// Signature and claim checks without revocation or grant lookups (used by introspection,

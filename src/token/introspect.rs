@@ -118,7 +118,7 @@ impl AuthorizationServer {
     /// revocation and grant; refresh tokens by the store and grant.
     pub fn introspect_token(&self, token: &str, now: OffsetDateTime) -> Introspection {
         if let Ok(valid) = self.validator.validate(token, now) {
-            let c = valid.claims;
+            let c = std::sync::Arc::unwrap_or_clone(valid.claims);
             return Introspection {
                 active: true,
                 scope: Some(c.scope),

@@ -97,7 +97,7 @@ fn oauth2_crate_completes_the_standalone_launch_with_pkce() {
         .validator()
         .validate(token.access_token().secret(), now)
         .unwrap();
-    assert_eq!(valid.claims.patient.unwrap().as_str(), "355");
+    assert_eq!(valid.claims.patient.as_ref().unwrap().as_str(), "355");
 
     // Refresh through the crate too, then replay the rotated-out token.
     let second = client

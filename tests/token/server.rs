@@ -265,7 +265,7 @@ fn code_exchange_returns_every_smart_field_with_no_store_headers() {
         .validator()
         .validate(access, START + Duration::seconds(6))
         .unwrap();
-    assert_eq!(valid.claims.grant_id.unwrap().as_str(), "g-public");
+    assert_eq!(valid.claims.grant_id.as_ref().unwrap().as_str(), "g-public");
 }
 
 #[test]

@@ -137,8 +137,10 @@ impl SmartConfiguration {
             "permission-offline",
             "permission-online",
             "permission-patient",
-            "permission-user",
         ]);
+        if c.permission_user {
+            caps.push("permission-user");
+        }
         if c.permission_v1 {
             caps.push("permission-v1");
         }

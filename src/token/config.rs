@@ -100,6 +100,10 @@ pub struct ServerConfig {
     pub backend_services: bool,
     /// Advertise `permission-v1` (v1 scopes are accepted and kept as written).
     pub permission_v1: bool,
+    /// Advertise `permission-user`: the host has users other than patients (practitioners)
+    /// whose approvals grant `user/` scopes. Default `true`; a patient-only portal sets `false`
+    /// (and drops `user/*.rs` from `scopes_supported`).
+    pub permission_user: bool,
 }
 
 fn valid_url(url: &str) -> bool {
@@ -169,6 +173,7 @@ impl ServerConfig {
             asymmetric_clients: true,
             backend_services: true,
             permission_v1: true,
+            permission_user: true,
         }
     }
 

@@ -93,6 +93,7 @@ fn capabilities_follow_the_configuration() {
     config.id_token_alg = None;
     config.backend_services = false;
     config.asymmetric_clients = false;
+    config.permission_user = false;
     let server = server_with(config)
         .unwrap()
         .with_launch_store(Arc::new(fhirguard::token::InMemoryLaunchStore::new()));
@@ -104,6 +105,7 @@ fn capabilities_follow_the_configuration() {
     let caps = doc["capabilities"].as_array().unwrap();
     assert!(!caps.contains(&"sso-openid-connect".into()));
     assert!(!caps.contains(&"client-confidential-asymmetric".into()));
+    assert!(!caps.contains(&"permission-user".into()));
     assert!(caps.contains(&"launch-ehr".into()) && caps.contains(&"context-ehr-patient".into()));
     assert!(
         !doc["grant_types_supported"]

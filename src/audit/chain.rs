@@ -83,6 +83,32 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// Lowercase hex of `bytes`, appended to a byte buffer.
+fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+}
+
+/// `n` in decimal, appended to a byte buffer (what `n.to_string()` writes, without the
+/// `String`).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // `n % 10` is below 10: the cast cannot truncate.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Digest({})", self.to_hex())
@@ -385,18 +411,17 @@ impl SealedRecord {
 
     /// Appends the JSON line (with its trailing `\n`) to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let mut head = String::with_capacity(200);
-        head.push_str("{\"seq\":");
-        head.push_str(&self.seq.to_string());
-        head.push_str(",\"prev\":\"");
-        push_hex(&mut head, &self.prev.0);
-        head.push_str("\",\"kid\":\"");
+        out.reserve(self.canonical.len() + 200);
+        out.extend_from_slice(b"{\"seq\":");
+        push_decimal(out, self.seq);
+        out.extend_from_slice(b",\"prev\":\"");
+        push_hex_bytes(out, &self.prev.0);
+        out.extend_from_slice(b"\",\"kid\":\"");
         // Key ids are `[A-Za-z0-9._-]`: nothing to escape.
-        head.push_str(self.kid.as_str());
-        head.push_str("\",\"mac\":\"");
-        push_hex(&mut head, &self.mac.0);
-        head.push_str("\",\"record\":");
-        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(self.kid.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"mac\":\"");
+        push_hex_bytes(out, &self.mac.0);
+        out.extend_from_slice(b"\",\"record\":");
         out.extend_from_slice(&self.canonical);
         out.extend_from_slice(b"}\n");
     }
@@ -861,6 +886,19 @@ mod tests {
     fn record() -> AuditRecord {
         let time = AuditTime::new(time::macros::datetime!(2026-11-24 10:00:00.000123 UTC)).unwrap();
         AuditRecord::new(time, EventKind::ConsentRevoked, Outcome::Success)
+    }
+
+    #[test]
+    fn line_numbers_and_hex_are_written_as_before() {
+        for n in [0u64, 1, 9, 10, 41, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        let d = Digest([0x0f; 32]);
+        let mut out = Vec::new();
+        push_hex_bytes(&mut out, &d.0);
+        assert_eq!(out, d.to_hex().into_bytes());
     }
 
     #[test]

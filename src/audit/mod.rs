@@ -35,6 +35,7 @@
 //! log and how to choose a durability policy.
 
 mod balp;
+mod canonical;
 mod chain;
 mod file;
 mod history;

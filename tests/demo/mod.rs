@@ -4,6 +4,7 @@
 
 mod client;
 mod flows;
+mod grants;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

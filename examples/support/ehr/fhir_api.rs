@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tower::Layer as _;
 
 use fhirguard::middleware::{GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService};
+use fhirguard::sanitize::ParamTable;
 use fhirguard::token::AuthorizationServer;
 
 use crate::fhir_store::{FhirStore, StoreError};
@@ -33,8 +34,9 @@ pub(crate) fn guarded(
     server: Arc<AuthorizationServer>,
     fhir_base: String,
     config: GuardConfig,
+    table: &ParamTable,
 ) -> GuardedFhir {
-    let metadata = serde_json::to_vec(&capability_statement(&store, &server, &fhir_base))
+    let metadata = serde_json::to_vec(&capability_statement(&store, &server, &fhir_base, table))
         .map(Bytes::from)
         .unwrap_or_default();
     GuardLayer::new(config).layer(FhirHandler(Arc::new(FhirApi {
@@ -133,11 +135,18 @@ fn status_only(status: StatusCode) -> Response<GuardBody> {
 }
 
 /// `GET /fhir/metadata`: an R4 CapabilityStatement describing what this server really does.
-fn capability_statement(store: &FhirStore, server: &AuthorizationServer, fhir_base: &str) -> Value {
+/// A search parameter is declared only when both the store evaluates it and the guard's
+/// sanitizer (`table`) lets it through: a declared parameter must work end to end.
+fn capability_statement(
+    store: &FhirStore,
+    server: &AuthorizationServer,
+    fhir_base: &str,
+    table: &ParamTable,
+) -> Value {
     let types: BTreeSet<String> = store
         .all()
         .filter_map(|r| r["resourceType"].as_str().map(str::to_owned))
-        .filter(|t| fhirguard::sanitize::ParamTable::us_core_types().any(|u| u == t.as_str()))
+        .filter(|t| ParamTable::us_core_types().any(|u| u == t.as_str()))
         .collect();
     let params: Vec<_> = crate::fhir_store::search_params().collect();
     let resources: Vec<Value> = types
@@ -146,6 +155,7 @@ fn capability_statement(store: &FhirStore, server: &AuthorizationServer, fhir_ba
             let search: Vec<Value> = params
                 .iter()
                 .filter(|(pt, _, _)| *pt == t.as_str() || *pt == "*")
+                .filter(|(_, name, _)| table.get(Some(t.as_str()), name).is_some())
                 .map(|(_, name, ty)| json!({ "name": name, "type": ty }))
                 .collect();
             let mut resource = json!({

@@ -1,0 +1,176 @@
+//! What a grant reaches: a patient's choice of categories decides every type an app can read —
+//! nothing rides along with an unrelated category (visits, record history, people and places),
+//! and ticking everything makes every type the CapabilityStatement lists readable.
+
+use serde_json::Value;
+
+use super::flows::{Launch, bearer, entries, launch};
+use super::{Demo, demo, run};
+
+/// The types a lab-results-only grant must not reach (black-box finding F8).
+const NOT_WITH_LABS: [&str; 6] = [
+    "Encounter",
+    "Provenance",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+];
+
+fn every_category(d: &Demo) -> Vec<String> {
+    d.json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn scope_names_type(scope: &str, ty: &str) -> bool {
+    scope.split(' ').any(|s| {
+        s.strip_prefix("patient/")
+            .is_some_and(|rest| rest.starts_with(&format!("{ty}.")) || rest.starts_with("*."))
+    })
+}
+
+/// The first search an app (and Inferno's g10 kit) makes for `ty`.
+fn first_search(resource: &Value, patient: &str) -> String {
+    let ty = resource["type"].as_str().unwrap();
+    let declares = |name: &str| {
+        resource["searchParam"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == name)
+    };
+    if ty == "Patient" {
+        format!("Patient?_id={patient}")
+    } else if declares("patient") {
+        format!("{ty}?patient={patient}")
+    } else if declares("target") {
+        format!("{ty}?target=Patient/{patient}")
+    } else {
+        format!("{ty}?_count=5")
+    }
+}
+
+#[test]
+fn full_consent_reads_every_type_the_capability_statement_lists() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let all = every_category(d);
+        let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+            .await
+            .unwrap();
+        let scope = token["scope"].as_str().unwrap().to_owned();
+        let fhir = d.fhir();
+        let metadata = browser.get(&format!("{fhir}/metadata")).await;
+        assert_eq!(metadata.status, 200);
+        let metadata = metadata.json();
+        let resources = metadata["rest"][0]["resource"].as_array().unwrap().clone();
+        assert!(resources.len() >= 20, "{resources:?}");
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let mut failures = Vec::new();
+        for resource in &resources {
+            let ty = resource["type"].as_str().unwrap();
+            if !scope_names_type(&scope, ty) {
+                failures.push(format!("{ty}: no scope granted ({scope})"));
+                continue;
+            }
+            let url = first_search(resource, patient);
+            let reply = browser.get_with(&format!("{fhir}/{url}"), &h).await;
+            if reply.status != 200 {
+                failures.push(format!("{url} -> {}", reply.status));
+                continue;
+            }
+            assert_eq!(reply.json()["resourceType"], "Bundle", "{url}");
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}
+
+/// One id of each of `types` the full-consent token can see.
+async fn ids_of(d: &Demo, types: &[&str]) -> Vec<(String, String)> {
+    let user = d.user(false);
+    let patient = user["patient_id"].as_str().unwrap();
+    let all = every_category(d);
+    let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+    let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+        .await
+        .unwrap();
+    let auth = bearer(&token);
+    let h = [("authorization", auth.as_str())];
+    let fhir = d.fhir();
+    let mut out = Vec::new();
+    for ty in types {
+        let url = match *ty {
+            "Encounter" => format!("{fhir}/Encounter?patient={patient}&_count=1"),
+            "Provenance" => format!("{fhir}/Provenance?target=Patient/{patient}"),
+            other => format!("{fhir}/{other}?_count=1"),
+        };
+        let reply = browser.get_with(&url, &h).await;
+        assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+        let found = entries(&reply.json());
+        let first = found
+            .iter()
+            .find(|r| r["resourceType"] == *ty)
+            .unwrap_or_else(|| panic!("no {ty} for patient {patient}"));
+        out.push(((*ty).to_owned(), first["id"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
+#[test]
+fn lab_results_alone_share_no_visits_history_people_or_places() {
+    let d = demo();
+    run(async {
+        let known = ids_of(d, &NOT_WITH_LABS).await;
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &["laboratory"], None)
+            .await
+            .unwrap();
+        let scope = token["scope"].as_str().unwrap();
+        for ty in NOT_WITH_LABS {
+            assert!(!scope_names_type(scope, ty), "{ty} granted: {scope}");
+        }
+        let fhir = d.fhir();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        for (ty, id) in &known {
+            let read = browser.get_with(&format!("{fhir}/{ty}/{id}"), &h).await;
+            assert!(
+                read.status == 403 || read.status == 404,
+                "{ty}/{id} -> {}: {}",
+                read.status,
+                read.text()
+            );
+            assert_eq!(read.json()["resourceType"], "OperationOutcome");
+        }
+        let visits = browser
+            .get_with(&format!("{fhir}/Encounter?patient={patient}"), &h)
+            .await;
+        assert_eq!(visits.status, 403, "{}", visits.text());
+        // Lab results still come back, without the record history riding along.
+        let labs = browser
+            .get_with(
+                &format!(
+                    "{fhir}/Observation?patient={patient}&category=laboratory&_revinclude=Provenance:target"
+                ),
+                &h,
+            )
+            .await;
+        assert_eq!(labs.status, 200, "{}", labs.text());
+        let got = entries(&labs.json());
+        assert!(got.iter().any(|r| r["resourceType"] == "Observation"));
+        assert!(
+            got.iter().all(|r| r["resourceType"] == "Observation"),
+            "only lab observations: {:?}",
+            got.iter().map(|r| &r["resourceType"]).collect::<Vec<_>>()
+        );
+    });
+}

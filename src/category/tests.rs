@@ -318,3 +318,80 @@ fn a_category_without_rules_must_unlock_a_supporting_type() {
         Err(RegistryError::NoRules { ref id }) if id == "care-providers"
     ));
 }
+
+#[test]
+fn reachable_categories_follow_the_requested_scopes() {
+    let reg = CategoryRegistry::default_registry();
+    let t = |n: &str| crate::fhir::ResourceType::new(n).unwrap();
+    // Only Observation: every Observation category is reachable, nothing else.
+    let obs = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions::READ_SEARCH,
+    );
+    let reach = reg.reachable_categories(std::slice::from_ref(&obs));
+    for c in [
+        "vital-signs",
+        "laboratory",
+        "smoking-status",
+        "social-history",
+        "other-observation",
+    ] {
+        assert!(reach.contains(&id(c)), "{c}");
+    }
+    for c in [
+        "medications",
+        "allergies",
+        "encounters",
+        "care-providers",
+        "clinical-notes",
+    ] {
+        assert!(!reach.contains(&id(c)), "{c}");
+    }
+    // Lab results are reachable but not fully expressed by Observation alone.
+    assert!(!reg.categories_for(&[obs]).contains(&id("laboratory")));
+    // A granular request reaches its category only; a bucket needs the whole type.
+    let labs = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions::READ_SEARCH,
+    )
+    .with_constraint(
+        "category",
+        "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+    );
+    assert_eq!(
+        reg.reachable_categories(&[labs])
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [id("laboratory")]
+    );
+    // Read without search still discloses by id; search alone reaches nothing; the wildcard
+    // reaches everything.
+    let search_only = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions {
+            search: true,
+            ..Permissions::default()
+        },
+    );
+    assert!(reg.reachable_categories(&[search_only]).is_empty());
+    let read_only = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions {
+            read: true,
+            ..Permissions::default()
+        },
+    );
+    assert!(
+        reg.reachable_categories(&[read_only])
+            .contains(&id("vital-signs"))
+    );
+    let all = ResourceGrant::wildcard(ScopeContext::Patient, Permissions::READ_SEARCH);
+    assert_eq!(
+        reg.reachable_categories(&[all]).len(),
+        reg.categories().len()
+    );
+}

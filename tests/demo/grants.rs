@@ -2,9 +2,10 @@
 //! nothing rides along with an unrelated category (visits, record history, people and places),
 //! and ticking everything makes every type the CapabilityStatement lists readable.
 
+use base64::Engine as _;
 use serde_json::Value;
 
-use super::flows::{Launch, bearer, entries, launch};
+use super::flows::{Launch, bearer, entries, launch, launch_scoped};
 use super::{Demo, demo, run};
 
 /// The types a lab-results-only grant must not reach (black-box finding F8).
@@ -172,5 +173,107 @@ fn lab_results_alone_share_no_visits_history_people_or_places() {
             "only lab observations: {:?}",
             got.iter().map(|r| &r["resourceType"]).collect::<Vec<_>>()
         );
+    });
+}
+
+fn grant_id(token: &Value) -> String {
+    let payload = token["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["grant_id"].as_str().unwrap().to_owned()
+}
+
+/// The "Shares: …" line of one grant's card on the connected-apps page.
+fn shares_of(apps_html: &str, grant: &str) -> String {
+    let at = apps_html
+        .find(&format!("name=\"grant\" value=\"{grant}\""))
+        .unwrap_or_else(|| panic!("no card for {grant}: {apps_html}"));
+    let rest = &apps_html[at..];
+    let start = rest.find("<p>Shares: ").unwrap() + "<p>Shares: ".len();
+    rest[start..start + rest[start..].find("</p>").unwrap()].to_owned()
+}
+
+const OBSERVATIONS_ONLY: &str = "launch/patient openid fhirUser patient/Observation.rs";
+
+#[test]
+fn the_approval_page_offers_only_what_the_app_asked_for() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        // A category the request cannot reach is refused, not recorded as shared.
+        let refused = launch_scoped(
+            d,
+            "research-app",
+            user,
+            &["laboratory", "medications"],
+            None,
+            OBSERVATIONS_ONLY,
+        )
+        .await
+        .err()
+        .expect("medications cannot be approved for an Observation-only request");
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        let page = refused.text();
+        assert!(page.contains("not offered for this app"), "{page}");
+        // The page it shows again offers the Observation categories only, and the disclosure
+        // names no other category.
+        for offered in [
+            "vital-signs",
+            "laboratory",
+            "smoking-status",
+            "social-history",
+        ] {
+            assert!(
+                page.contains(&format!("name=\"category\" value=\"{offered}\"")),
+                "{offered} offered"
+            );
+        }
+        for hidden in [
+            "medications",
+            "allergies",
+            "demographics",
+            "encounters",
+            "insurance",
+        ] {
+            assert!(
+                !page.contains(&format!("name=\"category\" value=\"{hidden}\"")),
+                "{hidden} offered to an Observation-only app"
+            );
+        }
+        for label in ["Medications", "Allergies", "Visits", "Health insurance"] {
+            assert!(!page.contains(label), "{label} named on the page: {page}");
+        }
+
+        // Approving an offered category: the stored grant and the apps page say exactly that.
+        let Launch { token, mut browser } = launch_scoped(
+            d,
+            "research-app",
+            user,
+            &["laboratory"],
+            None,
+            OBSERVATIONS_ONLY,
+        )
+        .await
+        .unwrap();
+        let scope = token["scope"].as_str().unwrap();
+        assert!(
+            scope.contains(
+                "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+            ),
+            "{scope}"
+        );
+        let grant = grant_id(&token);
+        let apps = browser.get("/portal/apps").await;
+        assert_eq!(apps.status, 200);
+        assert_eq!(shares_of(&apps.text(), &grant), "Lab results");
     });
 }

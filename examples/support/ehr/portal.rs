@@ -247,10 +247,16 @@ fn user_name(ehr: &Ehr, session: &Session) -> Option<String> {
         .map(|u| u.display_name.clone())
 }
 
-/// The categories an authorization request could reach (for the risk policy).
+/// The categories an authorization request could reach: the only ones the approval page
+/// offers, the disclosure names and a POST may choose (the authorization server issues no
+/// scope outside the request, so any other category would be shown as shared but grant
+/// nothing). Also what the risk policy weighs.
 fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
     let grants = resource_grants(scope);
-    ehr.registry.categories_for(&grants).into_iter().collect()
+    ehr.registry
+        .reachable_categories(&grants)
+        .into_iter()
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -830,10 +836,7 @@ const PROVIDER: &str = "the fhirguard demo EHR";
 /// The disclosure shown for a request: the consent component's right-of-access text for the
 /// categories the app asked for (the patient may tick fewer; only ticked ones are sent).
 fn shown_disclosure(ehr: &Ehr, request: &AuthorizeRequest) -> Disclosure {
-    let mut categories = requested_categories(ehr, &request.scope);
-    if categories.is_empty() {
-        categories = ehr.registry.ids().cloned().collect();
-    }
+    let categories = requested_categories(ehr, &request.scope);
     let app = ehr.client_name(&request.client.id);
     Disclosure::for_categories(
         PROVIDER,
@@ -865,10 +868,12 @@ fn approval_page(
     let today = today();
     let max = iso(one_year_after(today));
     let min = iso(today);
+    let offered = requested_categories(ehr, &request.scope);
     let categories = ehr
         .registry
         .categories()
         .iter()
+        .filter(|c| offered.contains(&c.id))
         .map(|c| pages::CategoryRow {
             id: c.id.as_str(),
             label: &c.label,
@@ -974,13 +979,16 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
             StatusCode::BAD_REQUEST,
         )
     };
+    // Only what the page offered: a category the request cannot reach would be recorded as
+    // shared while the token carries nothing for it.
+    let offered = requested_categories(ehr, &request.scope);
     let mut categories = BTreeSet::new();
     for c in &chosen {
         match CategoryId::new(c.as_str()) {
-            Ok(id) if ehr.registry.knows(&id) => {
+            Ok(id) if offered.contains(&id) => {
                 categories.insert(id);
             }
-            _ => return fail("One of the chosen categories is not offered by this portal."),
+            _ => return fail("One of the chosen categories is not offered for this app."),
         }
     }
     if categories.is_empty() {

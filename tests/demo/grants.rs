@@ -277,3 +277,112 @@ fn the_approval_page_offers_only_what_the_app_asked_for() {
         assert_eq!(shares_of(&apps.text(), &grant), "Lab results");
     });
 }
+
+/// A simple value for a declared search parameter of `ty` (`None`: the test cannot make one).
+fn sample_value(ty: &str, name: &str, kind: &str, patient: &str) -> Option<String> {
+    Some(match (kind, name) {
+        (_, "_id") if ty == "Patient" => patient.to_owned(),
+        (_, "_id") => "x-no-such-id".to_owned(),
+        ("reference", "patient") => patient.to_owned(),
+        ("reference", "subject" | "target") => format!("Patient/{patient}"),
+        ("reference", "encounter") => "Encounter/x-no-such-id".to_owned(),
+        ("reference", "location") => "Location/x-no-such-id".to_owned(),
+        ("reference", "practitioner") => "Practitioner/x-no-such-id".to_owned(),
+        ("reference", "medication") => "Medication/x-no-such-id".to_owned(),
+        ("reference", _) => return None,
+        ("token", _) => "http://example.org/fhir/no-such-system|x".to_owned(),
+        ("date", _) => "ge2000-01-01".to_owned(),
+        ("string", _) => "a".to_owned(),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_declared_search_parameter_include_and_revinclude_answers_200() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let all = every_category(d);
+        let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+            .await
+            .unwrap();
+        let fhir = d.fhir();
+        let metadata = browser.get(&format!("{fhir}/metadata")).await.json();
+        assert_eq!(
+            metadata["instantiates"][0],
+            "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
+        );
+        let resources = metadata["rest"][0]["resource"].as_array().unwrap().clone();
+        let patient_resource = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+        assert!(
+            patient_resource["supportedProfile"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"),
+            "{patient_resource}"
+        );
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let mut failures = Vec::new();
+        let mut tried = 0usize;
+        for resource in &resources {
+            let ty = resource["type"].as_str().unwrap();
+            assert!(
+                resource["supportedProfile"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+                "{ty} declares no profile"
+            );
+            let declares_patient = resource["searchParam"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "patient");
+            let context = if declares_patient {
+                format!("patient={patient}&")
+            } else {
+                String::new()
+            };
+            let mut queries: Vec<String> = Vec::new();
+            for p in resource["searchParam"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let kind = p["type"].as_str().unwrap();
+                let Some(value) = sample_value(ty, name, kind, patient) else {
+                    failures.push(format!("{ty}.{name} ({kind}): no sample value"));
+                    continue;
+                };
+                let value = super::client::form(&[(name, value.as_str())]);
+                if name == "patient" {
+                    queries.push(value);
+                } else {
+                    queries.push(format!("{context}{value}"));
+                }
+            }
+            for (key, list) in [
+                ("_include", &resource["searchInclude"]),
+                ("_revinclude", &resource["searchRevInclude"]),
+            ] {
+                for include in list.as_array().into_iter().flatten() {
+                    let q = super::client::form(&[(key, include.as_str().unwrap())]);
+                    queries.push(if ty == "Patient" {
+                        format!("_id={patient}&{q}")
+                    } else {
+                        format!("{context}{q}")
+                    });
+                }
+            }
+            for q in queries {
+                tried += 1;
+                let reply = browser.get_with(&format!("{fhir}/{ty}?{q}"), &h).await;
+                if reply.status != 200 {
+                    failures.push(format!("{ty}?{q} -> {}", reply.status));
+                }
+            }
+        }
+        assert!(tried > 100, "{tried} searches");
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}

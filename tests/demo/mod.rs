@@ -5,6 +5,7 @@
 mod client;
 mod flows;
 mod grants;
+mod prompt;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

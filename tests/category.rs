@@ -341,9 +341,17 @@ pub fn expected_categories(r: &Value) -> Vec<String> {
         "Immunization" => out.push("immunizations"),
         "Device" => out.push("implantable-devices"),
         "Goal" => out.push("goals"),
-        "Practitioner" | "PractitionerRole" | "Organization" | "Location" | "Encounter"
-        | "Provenance" => {
-            return vec!["support:*".to_owned()];
+        // USCDI Encounter Information and Provenance are data classes of their own: an
+        // encounter's reason names diagnoses, a Provenance lists the records it covers.
+        "Encounter" => out.push("encounters"),
+        "Provenance" => out.push("provenance"),
+        "Coverage" => out.push("insurance"),
+        "ServiceRequest" => out.push("orders"),
+        "Specimen" => out.push("specimens"),
+        "RelatedPerson" => out.push("related-people"),
+        // Who and where: not patient data, shared only with the care-providers category.
+        "Practitioner" | "PractitionerRole" | "Organization" | "Location" => {
+            return vec!["support:care-providers".to_owned()];
         }
         "Medication" => return vec!["support:medications".to_owned()],
         _ => {}
@@ -423,8 +431,13 @@ fn subsets(store: &Store, registry: &CategoryRegistry) -> Vec<(&'static str, BTr
                 "clinical-notes",
                 "medications",
                 "implantable-devices",
-                "other-coverage",
+                "insurance",
             ]),
+        ),
+        ("labs only", set(&["laboratory"])),
+        (
+            "visits, people and places, record history",
+            set(&["encounters", "care-providers", "provenance", "orders"]),
         ),
     ]
 }

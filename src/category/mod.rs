@@ -17,10 +17,12 @@
 //! categories is granted (US Core 8/9 and Inferno semantics). A resource of a categorised type
 //! that matches no rule falls into the explicit uncategorised bucket of its type
 //! (`other-observation`); a resource of a type no rule mentions falls into the implicit bucket
-//! `other-<type>`. Supporting types (Practitioner, Organization, Location, Encounter, Medication,
-//! Provenance) have no category: each is visible when one of the categories it is declared
-//! `with` is granted (`*`: any), and, when declared `compartment`, only if it belongs to the
-//! patient in context. Code systems are compared after trimming and alias replacement, so the
+//! `other-<type>`. Supporting types (Practitioner, PractitionerRole, Organization, Location,
+//! Medication) are not patient data and have no category of their own: each is visible when one
+//! of the categories it is declared `with` is granted (`care-providers`, `medications`), and,
+//! when declared `compartment`, only if it belongs to the patient in context. Visits
+//! (Encounter) and record history (Provenance) are categories, never supporting: an encounter's
+//! reason can name a diagnosis and a Provenance lists the ids of the records it covers. Code systems are compared after trimming and alias replacement, so the
 //! DSTU2 (Argonaut) and R4 (US Core) systems listed in the rules and the known typos in the
 //! `systemAliases` table (`http://terminology.hl7.org//CodeSystem-observation-category`, …) are
 //! all recognised.

@@ -38,8 +38,9 @@ pub enum RegistryError {
         /// The repeated id.
         id: String,
     },
-    /// A category has no rule, so nothing could ever belong to it.
-    #[error("category {id:?} has no rules")]
+    /// A category has no rule and no supporting type names it in `with`, so granting it
+    /// could never show anything.
+    #[error("category {id:?} has no rules and unlocks no supporting type")]
     NoRules {
         /// The category.
         id: String,
@@ -142,7 +143,8 @@ pub struct Category {
     pub description: String,
     /// Clinical category or uncategorised bucket.
     pub kind: CategoryKind,
-    /// The rules deciding membership (empty for an uncategorised bucket).
+    /// The rules deciding membership (empty for an uncategorised bucket, and for a category
+    /// that only unlocks supporting types, such as `care-providers`).
     pub rules: Vec<Rule>,
     /// The SMART v2 scopes expressing this category.
     pub scopes: Vec<ScopeTemplate>,
@@ -315,11 +317,13 @@ impl CategoryRegistry {
                 .insert(trim_system(&from).to_owned(), trim_system(&to).to_owned());
         }
 
+        // Categories without rules are valid only when a supporting type needs them.
+        let mut ruleless: Vec<String> = Vec::new();
         for def in file.categories {
             let id = CategoryId::new(def.id.clone())
                 .map_err(|_| RegistryError::BadCategoryId { id: def.id.clone() })?;
             if def.rules.is_empty() {
-                return Err(RegistryError::NoRules { id: def.id });
+                ruleless.push(def.id.clone());
             }
             let index = u16::try_from(reg.categories.len())
                 .map_err(|_| RegistryError::DuplicateCategory { id: def.id.clone() })?;
@@ -439,6 +443,12 @@ impl CategoryRegistry {
             }
             entry.supporting = Some(i);
             reg.supporting.push(support);
+        }
+        if let Some(id) = ruleless
+            .into_iter()
+            .find(|id| !reg.supporting.iter().any(|s| s.with.contains(id)))
+        {
+            return Err(RegistryError::NoRules { id });
         }
         Ok(reg)
     }

@@ -106,9 +106,43 @@ impl CategoryRegistry {
         out
     }
 
+    /// The categories a set of *requested* scopes can reach: those at least one of whose
+    /// scopes is covered by a requested scope with `r` (an uncategorised bucket needs its
+    /// whole-type scope; `s` is not required, since a read by id alone discloses data). A consent screen offers exactly these: ticking any other category
+    /// could grant nothing, since the authorization server issues only scopes within the
+    /// request. Every category [`categories_for`](Self::categories_for) returns is reachable;
+    /// a reachable category may be only partly expressed (lab results when only the
+    /// Observation half of its scopes was requested).
+    pub fn reachable_categories(&self, requested: &[ResourceGrant]) -> BTreeSet<CategoryId> {
+        let mut out = BTreeSet::new();
+        for category in &self.categories {
+            let reachable = match &category.kind {
+                CategoryKind::Uncategorised { resource_type } => requested.iter().any(|g| {
+                    g.names_type(resource_type) && g.permissions.read && g.constraints.is_empty()
+                }),
+                _ => category.scopes.iter().any(|t| {
+                    requested
+                        .iter()
+                        .any(|g| g.permissions.read && self.constraints_cover(g, t))
+                }),
+            };
+            if reachable {
+                out.insert(category.id.clone());
+            }
+        }
+        out
+    }
+
     fn covers_template(&self, grant: &ResourceGrant, template: &ScopeTemplate) -> bool {
-        let named = grant.names_type(&template.resource_type);
-        if !(named && grant.permissions.read && grant.permissions.search) {
+        grant.permissions.read
+            && grant.permissions.search
+            && self.constraints_cover(grant, template)
+    }
+
+    /// Whether `grant` names the template's type and each of its constraints is the template's
+    /// own `param=value` (whatever its permissions).
+    fn constraints_cover(&self, grant: &ResourceGrant, template: &ScopeTemplate) -> bool {
+        if !grant.names_type(&template.resource_type) {
             return false;
         }
         grant

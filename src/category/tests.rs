@@ -23,7 +23,7 @@ fn obs(category: (&str, &str), code: (&str, &str)) -> serde_json::Value {
 #[test]
 fn shipped_registry_is_valid() {
     let reg = CategoryRegistry::from_json(CategoryRegistry::default_json()).unwrap();
-    assert_eq!(reg.version(), "2026.11.0");
+    assert_eq!(reg.version(), "2026.12.0");
     for required in [
         "demographics",
         "smoking-status",
@@ -42,6 +42,13 @@ fn shipped_registry_is_valid() {
         "goals",
         "clinical-notes",
         "social-history",
+        "encounters",
+        "provenance",
+        "care-providers",
+        "specimens",
+        "orders",
+        "related-people",
+        "insurance",
     ] {
         let c = reg
             .get(&id(required))
@@ -116,13 +123,36 @@ fn uncategorised_buckets_and_supporting_types() {
     let reg = CategoryRegistry::default_registry();
     let cond = json!({"resourceType": "Condition"});
     assert_eq!(ids(&reg.classify(&cond).unwrap()), ["other-condition"]);
-    let coverage = json!({"resourceType": "Coverage"});
-    assert_eq!(ids(&reg.classify(&coverage).unwrap()), ["other-coverage"]);
-    let (label, _) = reg.describe(&id("other-coverage")).unwrap();
-    assert_eq!(label, "Other records (coverage)");
-    let prac = json!({"resourceType": "Practitioner"});
-    let c = reg.classify(&prac).unwrap();
-    assert!(matches!(c.membership, Membership::Supporting(ref s) if s.with == ["*"]));
+    let media = json!({"resourceType": "Media"});
+    assert_eq!(ids(&reg.classify(&media).unwrap()), ["other-media"]);
+    let (label, _) = reg.describe(&id("other-media")).unwrap();
+    assert_eq!(label, "Other records (media)");
+    for (ty, category) in [
+        ("Coverage", "insurance"),
+        ("ServiceRequest", "orders"),
+        ("Specimen", "specimens"),
+        ("RelatedPerson", "related-people"),
+        ("Encounter", "encounters"),
+        ("Provenance", "provenance"),
+    ] {
+        let r = json!({ "resourceType": ty });
+        assert_eq!(ids(&reg.classify(&r).unwrap()), [category], "{ty}");
+    }
+    for ty in [
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Location",
+    ] {
+        let c = reg.classify(&json!({ "resourceType": ty })).unwrap();
+        assert!(
+            matches!(c.membership, Membership::Supporting(ref s) if s.with == ["care-providers"] && !s.compartment),
+            "{ty}"
+        );
+    }
+    // No supporting type is granted with just any category any more.
+    let (supporting, _) = reg.supporting();
+    assert!(supporting.iter().all(|s| !s.with.iter().any(|w| w == "*")));
     let med = reg
         .classify(&json!({"resourceType": "Medication"}))
         .unwrap();
@@ -192,8 +222,21 @@ fn categories_to_scopes_and_back() {
     let text: Vec<String> = scopes.iter().map(ToString::to_string).collect();
     assert!(text.contains(&"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs".to_owned()));
     assert!(text.contains(&"patient/DiagnosticReport.rs?category=http://terminology.hl7.org/CodeSystem/v2-0074|LAB".to_owned()));
-    assert!(text.contains(&"patient/Practitioner.rs".to_owned()));
     assert!(!text.iter().any(|s| s.starts_with("patient/Medication.")));
+    // Labs and vitals alone reach no visit, record history, person or place (F8).
+    for ty in [
+        "Encounter",
+        "Provenance",
+        "Location",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+    ] {
+        assert!(
+            !scopes.iter().any(|g| g.names_type(ty)),
+            "{ty} granted with labs: {text:?}"
+        );
+    }
     let back = reg.categories_for(&scopes);
     assert_eq!(
         back.into_iter().collect::<Vec<_>>(),
@@ -232,5 +275,123 @@ fn categories_to_scopes_and_back() {
     assert_eq!(
         reg.categories_for(&[typo]).into_iter().collect::<Vec<_>>(),
         [id("social-history")]
+    );
+}
+
+#[test]
+fn care_providers_unlock_people_and_places_only() {
+    let reg = CategoryRegistry::default_registry();
+    let scopes = reg.scopes_for(&[id("care-providers")], ScopeContext::Patient);
+    let text: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "patient/Practitioner.rs",
+            "patient/PractitionerRole.rs",
+            "patient/Organization.rs",
+            "patient/Location.rs"
+        ]
+    );
+    assert_eq!(
+        reg.categories_for(&scopes).into_iter().collect::<Vec<_>>(),
+        [id("care-providers")]
+    );
+    let visits = reg.scopes_for(&[id("encounters")], ScopeContext::Patient);
+    let text: Vec<String> = visits.iter().map(ToString::to_string).collect();
+    assert_eq!(text, ["patient/Encounter.rs"]);
+}
+
+#[test]
+fn a_category_without_rules_must_unlock_a_supporting_type() {
+    let base: serde_json::Value = serde_json::from_str(CategoryRegistry::default_json()).unwrap();
+    let mut orphan = base.clone();
+    orphan["categories"][0]["rules"] = json!([]);
+    assert!(matches!(
+        CategoryRegistry::from_json(&orphan.to_string()),
+        Err(RegistryError::NoRules { ref id }) if id == "demographics"
+    ));
+    // care-providers has no rules but the supporting types name it; without them it is refused.
+    let mut unused = base;
+    unused["supporting"]["types"] = json!([]);
+    assert!(matches!(
+        CategoryRegistry::from_json(&unused.to_string()),
+        Err(RegistryError::NoRules { ref id }) if id == "care-providers"
+    ));
+}
+
+#[test]
+fn reachable_categories_follow_the_requested_scopes() {
+    let reg = CategoryRegistry::default_registry();
+    let t = |n: &str| crate::fhir::ResourceType::new(n).unwrap();
+    // Only Observation: every Observation category is reachable, nothing else.
+    let obs = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions::READ_SEARCH,
+    );
+    let reach = reg.reachable_categories(std::slice::from_ref(&obs));
+    for c in [
+        "vital-signs",
+        "laboratory",
+        "smoking-status",
+        "social-history",
+        "other-observation",
+    ] {
+        assert!(reach.contains(&id(c)), "{c}");
+    }
+    for c in [
+        "medications",
+        "allergies",
+        "encounters",
+        "care-providers",
+        "clinical-notes",
+    ] {
+        assert!(!reach.contains(&id(c)), "{c}");
+    }
+    // Lab results are reachable but not fully expressed by Observation alone.
+    assert!(!reg.categories_for(&[obs]).contains(&id("laboratory")));
+    // A granular request reaches its category only; a bucket needs the whole type.
+    let labs = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions::READ_SEARCH,
+    )
+    .with_constraint(
+        "category",
+        "http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+    );
+    assert_eq!(
+        reg.reachable_categories(&[labs])
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [id("laboratory")]
+    );
+    // Read without search still discloses by id; search alone reaches nothing; the wildcard
+    // reaches everything.
+    let search_only = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions {
+            search: true,
+            ..Permissions::default()
+        },
+    );
+    assert!(reg.reachable_categories(&[search_only]).is_empty());
+    let read_only = ResourceGrant::new(
+        ScopeContext::Patient,
+        t("Observation"),
+        Permissions {
+            read: true,
+            ..Permissions::default()
+        },
+    );
+    assert!(
+        reg.reachable_categories(&[read_only])
+            .contains(&id("vital-signs"))
+    );
+    let all = ResourceGrant::wildcard(ScopeContext::Patient, Permissions::READ_SEARCH);
+    assert_eq!(
+        reg.reachable_categories(&[all]).len(),
+        reg.categories().len()
     );
 }

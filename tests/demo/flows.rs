@@ -10,13 +10,13 @@ use fhirguard::token::{Algorithm, SigningKey};
 
 use super::{Browser, Demo, Reply, demo, form_action, input_value, query, run};
 
-const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+pub(super) const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn pkce() -> (String, String) {
+pub(super) fn pkce() -> (String, String) {
     let mut raw = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
     let verifier = b64(&raw);
@@ -24,7 +24,13 @@ fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-fn authorize_url(d: &Demo, client_id: &str, scope: &str, state: &str, challenge: &str) -> String {
+pub(super) fn authorize_url(
+    d: &Demo,
+    client_id: &str,
+    scope: &str,
+    state: &str,
+    challenge: &str,
+) -> String {
     let q = super::client::form(&[
         ("response_type", "code"),
         ("client_id", client_id),
@@ -41,7 +47,7 @@ fn authorize_url(d: &Demo, client_id: &str, scope: &str, state: &str, challenge:
 
 /// Logs in through the portal's forms (password, and the TOTP step when it is asked for) and
 /// returns the approval page.
-async fn login(d: &Demo, b: &mut Browser, user: &Value, page: Reply) -> Reply {
+pub(super) async fn login(d: &Demo, b: &mut Browser, user: &Value, page: Reply) -> Reply {
     assert_eq!(page.status, 200, "{}", page.text());
     let html = page.text();
     assert!(
@@ -105,30 +111,45 @@ async fn login(d: &Demo, b: &mut Browser, user: &Value, page: Reply) -> Reply {
 }
 
 /// What a launch ended with.
-struct Launch {
-    token: Value,
-    browser: Browser,
+pub(super) struct Launch {
+    pub(super) token: Value,
+    pub(super) browser: Browser,
 }
 
 /// The whole standalone launch: authorize → login → approve `categories` → code → token.
-async fn launch(
+pub(super) async fn launch(
     d: &Demo,
     client_id: &str,
     user: &Value,
     categories: &[&str],
     end_date: Option<&str>,
 ) -> Result<Launch, Reply> {
+    launch_scoped(
+        d,
+        client_id,
+        user,
+        categories,
+        end_date,
+        "launch/patient openid fhirUser offline_access patient/*.rs",
+    )
+    .await
+}
+
+/// [`launch`] with the app asking for `scope`: with `patient/*.rs` every category must be
+/// offered; with less, the test checks the page itself.
+pub(super) async fn launch_scoped(
+    d: &Demo,
+    client_id: &str,
+    user: &Value,
+    categories: &[&str],
+    end_date: Option<&str>,
+    scope: &str,
+) -> Result<Launch, Reply> {
     let mut b = d.browser();
     let (verifier, challenge) = pkce();
     let state = "st-<&>\"'ÿ 1";
     let page = b
-        .get(&authorize_url(
-            d,
-            client_id,
-            "launch/patient openid fhirUser offline_access patient/*.rs",
-            state,
-            &challenge,
-        ))
+        .get(&authorize_url(d, client_id, scope, state, &challenge))
         .await;
     let approval = login(d, &mut b, user, page).await;
     assert_eq!(approval.status, 200, "{}", approval.text());
@@ -143,7 +164,12 @@ async fn launch(
         "{csp}"
     );
     let html = approval.text();
-    for c in d.json["categories"].as_array().unwrap() {
+    let every = if scope.split(' ').any(|s| s == "patient/*.rs") {
+        d.json["categories"].as_array().unwrap().clone()
+    } else {
+        Vec::new()
+    };
+    for c in &every {
         let id = c["id"].as_str().unwrap();
         assert!(
             html.contains(&format!("name=\"category\" value=\"{id}\"")),
@@ -200,7 +226,7 @@ async fn launch(
     })
 }
 
-fn input_attr(html: &str, id: &str, attr: &str) -> Option<String> {
+pub(super) fn input_attr(html: &str, id: &str, attr: &str) -> Option<String> {
     let at = html.find(&format!("id=\"{id}\""))?;
     let start = html[..at].rfind('<')?;
     let end = start + html[start..].find('>')?;
@@ -210,7 +236,13 @@ fn input_attr(html: &str, id: &str, attr: &str) -> Option<String> {
     Some(tag[a..a + tag[a..].find('"')?].to_owned())
 }
 
-async fn exchange(d: &Demo, b: &mut Browser, client_id: &str, code: &str, verifier: &str) -> Reply {
+pub(super) async fn exchange(
+    d: &Demo,
+    b: &mut Browser,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> Reply {
     let token_url = d.json["token_endpoint"].as_str().unwrap().to_owned();
     let client = d.client_by_id(client_id);
     let fields = [
@@ -268,11 +300,11 @@ fn rand_bytes() -> [u8; 16] {
     raw
 }
 
-fn bearer(token: &Value) -> String {
+pub(super) fn bearer(token: &Value) -> String {
     format!("Bearer {}", token["access_token"].as_str().unwrap())
 }
 
-fn entries(bundle: &Value) -> Vec<Value> {
+pub(super) fn entries(bundle: &Value) -> Vec<Value> {
     bundle["entry"]
         .as_array()
         .cloned()

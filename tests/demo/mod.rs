@@ -4,6 +4,8 @@
 
 mod client;
 mod flows;
+mod grants;
+mod prompt;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

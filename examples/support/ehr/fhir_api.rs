@@ -6,7 +6,7 @@
 //! (`GuardContext::request`, already narrowed). `metadata` and
 //! `.well-known/smart-configuration` are the guard's public paths.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tower::Layer as _;
 
 use fhirguard::middleware::{GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService};
+use fhirguard::sanitize::{ParamTable, ParamType};
 use fhirguard::token::AuthorizationServer;
 
 use crate::fhir_store::{FhirStore, StoreError};
@@ -33,8 +34,9 @@ pub(crate) fn guarded(
     server: Arc<AuthorizationServer>,
     fhir_base: String,
     config: GuardConfig,
+    table: &ParamTable,
 ) -> GuardedFhir {
-    let metadata = serde_json::to_vec(&capability_statement(&store, &server, &fhir_base))
+    let metadata = serde_json::to_vec(&capability_statement(&store, &server, &fhir_base, table))
         .map(Bytes::from)
         .unwrap_or_default();
     GuardLayer::new(config).layer(FhirHandler(Arc::new(FhirApi {
@@ -133,28 +135,74 @@ fn status_only(status: StatusCode) -> Response<GuardBody> {
 }
 
 /// `GET /fhir/metadata`: an R4 CapabilityStatement describing what this server really does.
-fn capability_statement(store: &FhirStore, server: &AuthorizationServer, fhir_base: &str) -> Value {
+/// A search parameter is declared only when both the store evaluates it and the guard's
+/// sanitizer (`table`) lets it through: a declared parameter must work end to end.
+fn capability_statement(
+    store: &FhirStore,
+    server: &AuthorizationServer,
+    fhir_base: &str,
+    table: &ParamTable,
+) -> Value {
     let types: BTreeSet<String> = store
         .all()
         .filter_map(|r| r["resourceType"].as_str().map(str::to_owned))
-        .filter(|t| fhirguard::sanitize::ParamTable::us_core_types().any(|u| u == t.as_str()))
+        .filter(|t| ParamTable::us_core_types().any(|u| u == t.as_str()))
         .collect();
+    // The profiles the data really claims (`meta.profile`, version suffix dropped), per type.
+    let mut profiles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in store.all() {
+        let Some(t) = r["resourceType"].as_str() else {
+            continue;
+        };
+        for p in r["meta"]["profile"].as_array().into_iter().flatten() {
+            if let Some(p) = p.as_str() {
+                let canonical = p.split_once('|').map_or(p, |(url, _)| url);
+                profiles
+                    .entry(t.to_owned())
+                    .or_default()
+                    .insert(canonical.to_owned());
+            }
+        }
+    }
     let params: Vec<_> = crate::fhir_store::search_params().collect();
+    // Reference parameters both the store follows and the sanitizer accepts in `_include`.
+    let includable = |t: &str, name: &str| {
+        params
+            .iter()
+            .any(|(pt, n, ty)| *pt == t && *n == name && *ty == "reference")
+            && table
+                .get_specific(t, name)
+                .is_some_and(|d| d.ty == ParamType::Reference)
+    };
+    let provenance_revinclude = types.contains("Provenance") && includable("Provenance", "target");
     let resources: Vec<Value> = types
         .iter()
         .map(|t| {
             let search: Vec<Value> = params
                 .iter()
                 .filter(|(pt, _, _)| *pt == t.as_str() || *pt == "*")
+                .filter(|(_, name, _)| table.get(Some(t.as_str()), name).is_some())
                 .map(|(_, name, ty)| json!({ "name": name, "type": ty }))
+                .collect();
+            let includes: Vec<String> = params
+                .iter()
+                .filter(|(pt, name, _)| *pt == t.as_str() && includable(t, name))
+                .map(|(_, name, _)| format!("{t}:{name}"))
                 .collect();
             let mut resource = json!({
                 "type": t,
+                "supportedProfile": profiles.get(t.as_str()).cloned().unwrap_or_default(),
                 "interaction": [{ "code": "read" }, { "code": "vread" }, { "code": "search-type" }],
                 "versioning": "versioned",
                 "readHistory": false,
                 "searchParam": search,
             });
+            if !includes.is_empty() {
+                resource["searchInclude"] = json!(includes);
+            }
+            if provenance_revinclude {
+                resource["searchRevInclude"] = json!(["Provenance:target"]);
+            }
             if t == "Patient" {
                 resource["operation"] = json!([{
                     "name": "everything",
@@ -182,8 +230,13 @@ fn capability_statement(store: &FhirStore, server: &AuthorizationServer, fhir_ba
         "kind": "instance",
         "software": { "name": "fhirguard demo EHR", "version": env!("CARGO_PKG_VERSION") },
         "implementation": { "description": "fhirguard demo EHR (read-only patient access API)", "url": fhir_base },
+        "instantiates": ["http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"],
         "fhirVersion": "4.0.1",
         "format": ["json", "application/fhir+json"],
+        "implementationGuide": [
+            "http://hl7.org/fhir/us/core/ImplementationGuide/hl7.fhir.us.core",
+            "http://hl7.org/fhir/smart-app-launch/ImplementationGuide/hl7.fhir.uv.smart-app-launch"
+        ],
         "rest": [{
             "mode": "server",
             "security": {

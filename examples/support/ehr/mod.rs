@@ -594,6 +594,8 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         .filter_map(|u| origin_of(u))
         .collect();
     let cors = Arc::new(CorsPolicy::with_origins(origins));
+    // What the guard accepts, for the CapabilityStatement (declare only what works).
+    let declared_params = sanitizer_config.table_mut().clone();
     let guard = GuardConfig::builder()
         .fhir_base(fhir_base.clone())
         .sanitizer_config(sanitizer_config)
@@ -623,6 +625,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         Arc::clone(&server),
         fhir_base.clone(),
         guard,
+        &declared_params,
     );
 
     let auth_headers = headers.clone();

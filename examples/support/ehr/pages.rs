@@ -133,7 +133,8 @@ pub(crate) struct Approval<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The approval page: disclosure, one checkbox per category, end date, Approve and Deny.
+/// The approval page: disclosure, one checkbox per category the request can reach, end date,
+/// Approve and Deny.
 pub(crate) fn approval(chrome: &Chrome<'_>, a: &Approval<'_>) -> String {
     let mut body = String::new();
     let _ = write!(
@@ -167,6 +168,11 @@ pub(crate) fn approval(chrome: &Chrome<'_>, a: &Approval<'_>) -> String {
         attr(a.request),
         attr(a.disclosure_sha256)
     );
+    if a.categories.is_empty() {
+        body.push_str(
+            "<p>This app did not ask for any part of your health record that can be shared here, so there is nothing to approve. Choose Deny and ask the app's maker which data it needs.</p>",
+        );
+    }
     for c in &a.categories {
         let _ = write!(
             body,

@@ -247,10 +247,16 @@ fn user_name(ehr: &Ehr, session: &Session) -> Option<String> {
         .map(|u| u.display_name.clone())
 }
 
-/// The categories an authorization request could reach (for the risk policy).
+/// The categories an authorization request could reach: the only ones the approval page
+/// offers, the disclosure names and a POST may choose (the authorization server issues no
+/// scope outside the request, so any other category would be shown as shared but grant
+/// nothing). Also what the risk policy weighs.
 fn requested_categories(ehr: &Ehr, scope: &ScopeSet) -> Vec<CategoryId> {
     let grants = resource_grants(scope);
-    ehr.registry.categories_for(&grants).into_iter().collect()
+    ehr.registry
+        .reachable_categories(&grants)
+        .into_iter()
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,6 +295,26 @@ fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -
             "The portal is busy; try again shortly.",
         );
     };
+    // OIDC Core §3.1.2.1: `prompt=login` and an exceeded `max_age` re-authenticate even a
+    // signed-in user; `prompt=none` shows no page at all.
+    let prompt = AuthPrompt::of(req);
+    let reauthenticate = prompt.login
+        || prompt
+            .max_age
+            .is_some_and(|max| (Ehr::now() - session.auth_time).whole_seconds() >= max);
+    let approve_now =
+        session.user.is_some() && !reauthenticate && session_suffices(ehr, &session, &request);
+    if prompt.none {
+        let error = if prompt.login {
+            // `none` with any other value is contradictory.
+            "invalid_request"
+        } else if approve_now {
+            "consent_required"
+        } else {
+            "login_required"
+        };
+        return no_ui_redirect(ehr, &request, error);
+    }
     let Ok(pending_id) = setup::random_token() else {
         return problem_page(
             ehr,
@@ -320,7 +346,7 @@ fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -
             },
         );
     }
-    let mut r = if session.user.is_some() && session_suffices(ehr, &session, &request) {
+    let mut r = if approve_now {
         approval_page(
             ehr,
             &session,
@@ -345,6 +371,73 @@ fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -
     if new {
         set_cookie(&mut r, &sid);
     }
+    r
+}
+
+/// The OIDC `prompt` and `max_age` of an authorization request (query for GET, form for POST;
+/// the endpoint has already validated the rest).
+#[derive(Debug, Default)]
+struct AuthPrompt {
+    none: bool,
+    login: bool,
+    max_age: Option<i64>,
+}
+
+impl AuthPrompt {
+    fn of(req: &http::Request<Bytes>) -> Self {
+        let raw: &[u8] = if req.method() == http::Method::POST {
+            req.body()
+        } else {
+            req.uri().query().unwrap_or("").as_bytes()
+        };
+        let mut out = Self::default();
+        for (k, v) in form_urlencoded::parse(raw).take(MAX_FORM_FIELDS) {
+            match k.as_ref() {
+                "prompt" => {
+                    for value in v.split(' ') {
+                        match value {
+                            "none" => out.none = true,
+                            // `consent` and `select_account`: the portal always asks for
+                            // consent and has one account per session.
+                            "login" => out.login = true,
+                            _ => {}
+                        }
+                    }
+                }
+                "max_age" => out.max_age = v.parse::<i64>().ok().filter(|m| *m >= 0),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// `prompt=none` when the portal would have to show a page: `error` (with `state`) at the
+/// registered redirect URI the endpoint validated, without any UI.
+fn no_ui_redirect(ehr: &Ehr, request: &AuthorizeRequest, error: &str) -> Resp {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("error", error);
+    query.append_pair("state", &request.state);
+    let sep = if request.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let redirect = fhirguard::token::AuthorizeRedirect {
+        // Spaces as %20, as the library's own redirects write them (a literal `+` is %2B).
+        location: format!(
+            "{}{sep}{}",
+            request.redirect_uri,
+            query.finish().replace('+', "%20")
+        ),
+        status: if request.via_post {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::FOUND
+        },
+    };
+    let mut r = redirect.to_response();
+    ehr.headers.apply(r.headers_mut(), ResponseKind::Html);
     r
 }
 
@@ -830,10 +923,7 @@ const PROVIDER: &str = "the fhirguard demo EHR";
 /// The disclosure shown for a request: the consent component's right-of-access text for the
 /// categories the app asked for (the patient may tick fewer; only ticked ones are sent).
 fn shown_disclosure(ehr: &Ehr, request: &AuthorizeRequest) -> Disclosure {
-    let mut categories = requested_categories(ehr, &request.scope);
-    if categories.is_empty() {
-        categories = ehr.registry.ids().cloned().collect();
-    }
+    let categories = requested_categories(ehr, &request.scope);
     let app = ehr.client_name(&request.client.id);
     Disclosure::for_categories(
         PROVIDER,
@@ -865,10 +955,12 @@ fn approval_page(
     let today = today();
     let max = iso(one_year_after(today));
     let min = iso(today);
+    let offered = requested_categories(ehr, &request.scope);
     let categories = ehr
         .registry
         .categories()
         .iter()
+        .filter(|c| offered.contains(&c.id))
         .map(|c| pages::CategoryRow {
             id: c.id.as_str(),
             label: &c.label,
@@ -974,13 +1066,16 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
             StatusCode::BAD_REQUEST,
         )
     };
+    // Only what the page offered: a category the request cannot reach would be recorded as
+    // shared while the token carries nothing for it.
+    let offered = requested_categories(ehr, &request.scope);
     let mut categories = BTreeSet::new();
     for c in &chosen {
         match CategoryId::new(c.as_str()) {
-            Ok(id) if ehr.registry.knows(&id) => {
+            Ok(id) if offered.contains(&id) => {
                 categories.insert(id);
             }
-            _ => return fail("One of the chosen categories is not offered by this portal."),
+            _ => return fail("One of the chosen categories is not offered for this app."),
         }
     }
     if categories.is_empty() {

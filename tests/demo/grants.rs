@@ -1,0 +1,388 @@
+//! What a grant reaches: a patient's choice of categories decides every type an app can read —
+//! nothing rides along with an unrelated category (visits, record history, people and places),
+//! and ticking everything makes every type the CapabilityStatement lists readable.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::flows::{Launch, bearer, entries, launch, launch_scoped};
+use super::{Demo, demo, run};
+
+/// The types a lab-results-only grant must not reach (black-box finding F8).
+const NOT_WITH_LABS: [&str; 6] = [
+    "Encounter",
+    "Provenance",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+];
+
+fn every_category(d: &Demo) -> Vec<String> {
+    d.json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn scope_names_type(scope: &str, ty: &str) -> bool {
+    scope.split(' ').any(|s| {
+        s.strip_prefix("patient/")
+            .is_some_and(|rest| rest.starts_with(&format!("{ty}.")) || rest.starts_with("*."))
+    })
+}
+
+/// The first search an app (and Inferno's g10 kit) makes for `ty`.
+fn first_search(resource: &Value, patient: &str) -> String {
+    let ty = resource["type"].as_str().unwrap();
+    let declares = |name: &str| {
+        resource["searchParam"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == name)
+    };
+    if ty == "Patient" {
+        format!("Patient?_id={patient}")
+    } else if declares("patient") {
+        format!("{ty}?patient={patient}")
+    } else if declares("target") {
+        format!("{ty}?target=Patient/{patient}")
+    } else {
+        format!("{ty}?_count=5")
+    }
+}
+
+#[test]
+fn full_consent_reads_every_type_the_capability_statement_lists() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let all = every_category(d);
+        let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+            .await
+            .unwrap();
+        let scope = token["scope"].as_str().unwrap().to_owned();
+        let fhir = d.fhir();
+        let metadata = browser.get(&format!("{fhir}/metadata")).await;
+        assert_eq!(metadata.status, 200);
+        let metadata = metadata.json();
+        let resources = metadata["rest"][0]["resource"].as_array().unwrap().clone();
+        assert!(resources.len() >= 20, "{resources:?}");
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let mut failures = Vec::new();
+        for resource in &resources {
+            let ty = resource["type"].as_str().unwrap();
+            if !scope_names_type(&scope, ty) {
+                failures.push(format!("{ty}: no scope granted ({scope})"));
+                continue;
+            }
+            let url = first_search(resource, patient);
+            let reply = browser.get_with(&format!("{fhir}/{url}"), &h).await;
+            if reply.status != 200 {
+                failures.push(format!("{url} -> {}", reply.status));
+                continue;
+            }
+            assert_eq!(reply.json()["resourceType"], "Bundle", "{url}");
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}
+
+/// One id of each of `types` the full-consent token can see.
+async fn ids_of(d: &Demo, types: &[&str]) -> Vec<(String, String)> {
+    let user = d.user(false);
+    let patient = user["patient_id"].as_str().unwrap();
+    let all = every_category(d);
+    let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+    let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+        .await
+        .unwrap();
+    let auth = bearer(&token);
+    let h = [("authorization", auth.as_str())];
+    let fhir = d.fhir();
+    let mut out = Vec::new();
+    for ty in types {
+        let url = match *ty {
+            "Encounter" => format!("{fhir}/Encounter?patient={patient}&_count=1"),
+            "Provenance" => format!("{fhir}/Provenance?target=Patient/{patient}"),
+            other => format!("{fhir}/{other}?_count=1"),
+        };
+        let reply = browser.get_with(&url, &h).await;
+        assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+        let found = entries(&reply.json());
+        let first = found
+            .iter()
+            .find(|r| r["resourceType"] == *ty)
+            .unwrap_or_else(|| panic!("no {ty} for patient {patient}"));
+        out.push(((*ty).to_owned(), first["id"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
+#[test]
+fn lab_results_alone_share_no_visits_history_people_or_places() {
+    let d = demo();
+    run(async {
+        let known = ids_of(d, &NOT_WITH_LABS).await;
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &["laboratory"], None)
+            .await
+            .unwrap();
+        let scope = token["scope"].as_str().unwrap();
+        for ty in NOT_WITH_LABS {
+            assert!(!scope_names_type(scope, ty), "{ty} granted: {scope}");
+        }
+        let fhir = d.fhir();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        for (ty, id) in &known {
+            let read = browser.get_with(&format!("{fhir}/{ty}/{id}"), &h).await;
+            assert!(
+                read.status == 403 || read.status == 404,
+                "{ty}/{id} -> {}: {}",
+                read.status,
+                read.text()
+            );
+            assert_eq!(read.json()["resourceType"], "OperationOutcome");
+        }
+        let visits = browser
+            .get_with(&format!("{fhir}/Encounter?patient={patient}"), &h)
+            .await;
+        assert_eq!(visits.status, 403, "{}", visits.text());
+        // Lab results still come back, without the record history riding along.
+        let labs = browser
+            .get_with(
+                &format!(
+                    "{fhir}/Observation?patient={patient}&category=laboratory&_revinclude=Provenance:target"
+                ),
+                &h,
+            )
+            .await;
+        assert_eq!(labs.status, 200, "{}", labs.text());
+        let got = entries(&labs.json());
+        assert!(got.iter().any(|r| r["resourceType"] == "Observation"));
+        assert!(
+            got.iter().all(|r| r["resourceType"] == "Observation"),
+            "only lab observations: {:?}",
+            got.iter().map(|r| &r["resourceType"]).collect::<Vec<_>>()
+        );
+    });
+}
+
+fn grant_id(token: &Value) -> String {
+    let payload = token["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["grant_id"].as_str().unwrap().to_owned()
+}
+
+/// The "Shares: …" line of one grant's card on the connected-apps page.
+fn shares_of(apps_html: &str, grant: &str) -> String {
+    let at = apps_html
+        .find(&format!("name=\"grant\" value=\"{grant}\""))
+        .unwrap_or_else(|| panic!("no card for {grant}: {apps_html}"));
+    let rest = &apps_html[at..];
+    let start = rest.find("<p>Shares: ").unwrap() + "<p>Shares: ".len();
+    rest[start..start + rest[start..].find("</p>").unwrap()].to_owned()
+}
+
+const OBSERVATIONS_ONLY: &str = "launch/patient openid fhirUser patient/Observation.rs";
+
+#[test]
+fn the_approval_page_offers_only_what_the_app_asked_for() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        // A category the request cannot reach is refused, not recorded as shared.
+        let refused = launch_scoped(
+            d,
+            "research-app",
+            user,
+            &["laboratory", "medications"],
+            None,
+            OBSERVATIONS_ONLY,
+        )
+        .await
+        .err()
+        .expect("medications cannot be approved for an Observation-only request");
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        let page = refused.text();
+        assert!(page.contains("not offered for this app"), "{page}");
+        // The page it shows again offers the Observation categories only, and the disclosure
+        // names no other category.
+        for offered in [
+            "vital-signs",
+            "laboratory",
+            "smoking-status",
+            "social-history",
+        ] {
+            assert!(
+                page.contains(&format!("name=\"category\" value=\"{offered}\"")),
+                "{offered} offered"
+            );
+        }
+        for hidden in [
+            "medications",
+            "allergies",
+            "demographics",
+            "encounters",
+            "insurance",
+        ] {
+            assert!(
+                !page.contains(&format!("name=\"category\" value=\"{hidden}\"")),
+                "{hidden} offered to an Observation-only app"
+            );
+        }
+        for label in ["Medications", "Allergies", "Visits", "Health insurance"] {
+            assert!(!page.contains(label), "{label} named on the page: {page}");
+        }
+
+        // Approving an offered category: the stored grant and the apps page say exactly that.
+        let Launch { token, mut browser } = launch_scoped(
+            d,
+            "research-app",
+            user,
+            &["laboratory"],
+            None,
+            OBSERVATIONS_ONLY,
+        )
+        .await
+        .unwrap();
+        let scope = token["scope"].as_str().unwrap();
+        assert!(
+            scope.contains(
+                "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+            ),
+            "{scope}"
+        );
+        let grant = grant_id(&token);
+        let apps = browser.get("/portal/apps").await;
+        assert_eq!(apps.status, 200);
+        assert_eq!(shares_of(&apps.text(), &grant), "Lab results");
+    });
+}
+
+/// A simple value for a declared search parameter of `ty` (`None`: the test cannot make one).
+fn sample_value(ty: &str, name: &str, kind: &str, patient: &str) -> Option<String> {
+    Some(match (kind, name) {
+        (_, "_id") if ty == "Patient" => patient.to_owned(),
+        (_, "_id") => "x-no-such-id".to_owned(),
+        ("reference", "patient") => patient.to_owned(),
+        ("reference", "subject" | "target") => format!("Patient/{patient}"),
+        ("reference", "encounter") => "Encounter/x-no-such-id".to_owned(),
+        ("reference", "location") => "Location/x-no-such-id".to_owned(),
+        ("reference", "practitioner") => "Practitioner/x-no-such-id".to_owned(),
+        ("reference", "medication") => "Medication/x-no-such-id".to_owned(),
+        ("reference", _) => return None,
+        ("token", _) => "http://example.org/fhir/no-such-system|x".to_owned(),
+        ("date", _) => "ge2000-01-01".to_owned(),
+        ("string", _) => "a".to_owned(),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_declared_search_parameter_include_and_revinclude_answers_200() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let all = every_category(d);
+        let chosen: Vec<&str> = all.iter().map(String::as_str).collect();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &chosen, None)
+            .await
+            .unwrap();
+        let fhir = d.fhir();
+        let metadata = browser.get(&format!("{fhir}/metadata")).await.json();
+        assert_eq!(
+            metadata["instantiates"][0],
+            "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
+        );
+        let resources = metadata["rest"][0]["resource"].as_array().unwrap().clone();
+        let patient_resource = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+        assert!(
+            patient_resource["supportedProfile"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"),
+            "{patient_resource}"
+        );
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let mut failures = Vec::new();
+        let mut tried = 0usize;
+        for resource in &resources {
+            let ty = resource["type"].as_str().unwrap();
+            assert!(
+                resource["supportedProfile"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+                "{ty} declares no profile"
+            );
+            let declares_patient = resource["searchParam"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "patient");
+            let context = if declares_patient {
+                format!("patient={patient}&")
+            } else {
+                String::new()
+            };
+            let mut queries: Vec<String> = Vec::new();
+            for p in resource["searchParam"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let kind = p["type"].as_str().unwrap();
+                let Some(value) = sample_value(ty, name, kind, patient) else {
+                    failures.push(format!("{ty}.{name} ({kind}): no sample value"));
+                    continue;
+                };
+                let value = super::client::form(&[(name, value.as_str())]);
+                if name == "patient" {
+                    queries.push(value);
+                } else {
+                    queries.push(format!("{context}{value}"));
+                }
+            }
+            for (key, list) in [
+                ("_include", &resource["searchInclude"]),
+                ("_revinclude", &resource["searchRevInclude"]),
+            ] {
+                for include in list.as_array().into_iter().flatten() {
+                    let q = super::client::form(&[(key, include.as_str().unwrap())]);
+                    queries.push(if ty == "Patient" {
+                        format!("_id={patient}&{q}")
+                    } else {
+                        format!("{context}{q}")
+                    });
+                }
+            }
+            for q in queries {
+                tried += 1;
+                let reply = browser.get_with(&format!("{fhir}/{ty}?{q}"), &h).await;
+                if reply.status != 200 {
+                    failures.push(format!("{ty}?{q} -> {}", reply.status));
+                }
+            }
+        }
+        assert!(tried > 100, "{tried} searches");
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}

@@ -1102,6 +1102,16 @@ fn ehr_launch_from_the_portal() {
         ] {
             assert!(caps.contains(&cap.into()), "{cap}");
         }
+        assert!(
+            !caps.contains(&"permission-user".into()),
+            "no practitioner users"
+        );
+        let supported = config["scopes_supported"].as_array().unwrap();
+        assert!(
+            !supported
+                .iter()
+                .any(|s| s.as_str().unwrap().starts_with("user/"))
+        );
         let client = d.client_by_id("research-app");
         let launch_uri = client["launch_uri"].as_str().unwrap();
 

@@ -491,6 +491,11 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
     // The portal's launches and approvals carry `need_patient_banner` and `smart_style_url`.
     server_config.ui_context = true;
+    // A patient portal: no practitioner users, so no user-level scopes are ever granted.
+    server_config.permission_user = false;
+    server_config
+        .scopes_supported
+        .retain(|s| !s.starts_with("user/"));
     let smart_style_url = format!("{portal_url}/smart-style.json");
     let server = Arc::new(
         AuthorizationServer::new(

@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
         data_dir,
         addr,
         dangerous_weak_password_hashing: false,
+        request_timeout: ehr::DEFAULT_REQUEST_TIMEOUT,
     })
     .await
     {

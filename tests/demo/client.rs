@@ -69,6 +69,21 @@ impl Browser {
         }
     }
 
+    /// A bare TLS connection to the server (for requests hyper would not send).
+    pub async fn connect_raw(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let uri: http::Uri = self.base.parse().unwrap();
+        let host = uri.host().unwrap().to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+        connector
+            .connect(ServerName::try_from(host).unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
     pub async fn send(
         &mut self,
         method: Method,

@@ -1019,6 +1019,7 @@ fn restart_reuses_certificates_keys_and_secrets() {
             data_dir: dir.path().to_owned(),
             addr: "127.0.0.1:0".parse().unwrap(),
             dangerous_weak_password_hashing: true,
+            request_timeout: crate::ehr::DEFAULT_REQUEST_TIMEOUT,
         };
         let first = crate::ehr::start(config()).await.unwrap();
         let before = first.demo.clone();

@@ -6,6 +6,7 @@ mod client;
 mod flows;
 mod grants;
 mod prompt;
+mod timeout;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -72,6 +73,7 @@ pub fn demo() -> &'static Demo {
                     data_dir,
                     addr: "127.0.0.1:0".parse().unwrap(),
                     dangerous_weak_password_hashing: true,
+                    request_timeout: crate::ehr::DEFAULT_REQUEST_TIMEOUT,
                 })
                 .await
                 .unwrap();

@@ -95,7 +95,15 @@ pub struct EhrConfig {
     /// unoptimised test builds do not spend seconds per sign-in. Tests only: never in a
     /// deployment (the default is `false`).
     pub dangerous_weak_password_hashing: bool,
+    /// The longest one request may take from its complete headers to its response, body
+    /// reading included ([`DEFAULT_REQUEST_TIMEOUT`]); a slower request is answered 408 and its
+    /// connection closed, so a client announcing a body it never sends cannot hold a
+    /// connection (headers themselves must arrive within 15 s).
+    pub request_timeout: Duration,
 }
+
+/// The default [`EhrConfig::request_timeout`]: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl EhrConfig {
     /// The demo in `data_dir` on `127.0.0.1:8443`.
@@ -104,6 +112,7 @@ impl EhrConfig {
             data_dir: data_dir.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
             dangerous_weak_password_hashing: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -672,6 +681,8 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
         client_names,
     });
 
+    let timeout_headers = state.headers.clone();
+    let request_timeout = config.request_timeout;
     let router = axum::Router::new()
         .fallback(dispatch)
         .with_state(Arc::clone(&state));
@@ -685,6 +696,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                     let Ok((tcp, peer)) = accepted else { continue };
                     let acceptor = acceptor.clone();
                     let router = router.clone();
+                    let timeout_headers = timeout_headers.clone();
                     tokio::spawn(async move {
                         let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
                             return;
@@ -692,7 +704,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(Peer(peer));
                             req.extensions_mut().insert(PeerAddr::from(peer));
-                            router.clone().oneshot(req.map(Body::new))
+                            let answer = router.clone().oneshot(req.map(Body::new));
+                            let headers = timeout_headers.clone();
+                            // One deadline for the whole request, body included (the header
+                            // timeout below does not cover a body that never arrives).
+                            async move {
+                                match tokio::time::timeout(request_timeout, answer).await {
+                                    Ok(response) => response,
+                                    Err(_) => Ok(request_timed_out(&headers)),
+                                }
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
@@ -750,6 +771,18 @@ fn demo_throttle_config() -> ThrottleConfig {
     let mut config = ThrottleConfig::default();
     config.source.free_failures = 200;
     config
+}
+
+/// 408 with a generic body, and the connection closed (its unread body is abandoned).
+fn request_timed_out(headers: &SecurityHeaders) -> Response<Body> {
+    let mut r = text_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "The request took too long to arrive.\n",
+    );
+    headers.apply(r.headers_mut(), ResponseKind::Public);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r.map(Body::from)
 }
 
 pub(crate) type Req = Request<Vec<u8>>;

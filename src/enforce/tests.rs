@@ -280,7 +280,7 @@ fn bundle_filter_hides_totals_links_and_outcomes() {
         &reg,
         patient_all(),
         PatientId::new("355").ok(),
-        cats(&["vital-signs"]),
+        cats(&["vital-signs", "care-providers"]),
         EnforceConfig::default(),
     );
     let lab = json!({"resourceType": "Observation", "id": "l1",

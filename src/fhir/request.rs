@@ -4,14 +4,21 @@
 //! enforcement, the middleware and the audit record only ever see this form, so no stage has to
 //! re-parse a URL or guess what a raw query string meant.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use crate::sanitize::R4_RESOURCE_TYPES;
 
 /// A FHIR resource type name, as it appears in a URL (`Observation`).
 ///
 /// The sanitizer only builds one for a type on its allow-list; the type itself only guarantees
 /// the FHIR name shape (an ASCII capital followed by ASCII letters, at most 64 bytes).
+///
+/// A FHIR R4 type name (every name the sanitizer accepts) borrows the static name list, so
+/// building, cloning and dropping one never allocates; other well-shaped names are owned.
+/// Equality, ordering and hashing are those of the name either way.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourceType(String);
+pub struct ResourceType(Cow<'static, str>);
 
 impl ResourceType {
     /// Wraps `name` if it has the shape of a FHIR resource type name.
@@ -21,7 +28,14 @@ impl ResourceType {
             && bytes.len() <= 64
             && bytes[0].is_ascii_uppercase()
             && bytes.iter().all(u8::is_ascii_alphabetic);
-        shaped.then(|| Self(name.to_owned()))
+        if !shaped {
+            return None;
+        }
+        // `R4_RESOURCE_TYPES` is sorted (a unit test holds it to that).
+        Some(match R4_RESOURCE_TYPES.binary_search(&name) {
+            Ok(i) => Self(Cow::Borrowed(R4_RESOURCE_TYPES[i])),
+            Err(_) => Self(Cow::Owned(name.to_owned())),
+        })
     }
 
     /// The type name.
@@ -152,6 +166,21 @@ mod tests {
         assert!(ResourceType::new("Obs-ervation").is_none());
         assert!(ResourceType::new("").is_none());
         assert!(ResourceType::new(&"A".repeat(65)).is_none());
+        // Names outside R4 keep working (owned), and compare like the static ones.
+        let custom = ResourceType::new("MyCustomType").unwrap();
+        assert_eq!(custom.as_str(), "MyCustomType");
+        assert!(ResourceType::new("Account").unwrap() < custom);
+        assert!(custom < ResourceType::new("Observation").unwrap());
+    }
+
+    #[test]
+    fn r4_names_are_sorted_for_binary_search() {
+        assert!(R4_RESOURCE_TYPES.windows(2).all(|w| w[0] < w[1]));
+        for name in R4_RESOURCE_TYPES {
+            let t = ResourceType::new(name).unwrap();
+            assert!(matches!(t.0, Cow::Borrowed(_)));
+            assert_eq!(t.as_str(), *name);
+        }
     }
 
     #[test]

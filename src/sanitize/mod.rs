@@ -47,7 +47,9 @@ mod value;
 pub use config::{ConfigError, Handling, Limits, OperationDef, R4_RESOURCE_TYPES, SanitizerConfig};
 pub use error::SanitizeError;
 pub use headers::{ResponseKind, SecurityHeaders};
-pub use parse::{HasClause, SanitizedRequest, Sanitizer, TypedParam, check_json_depth, decode};
+pub use parse::{
+    HasClause, SanitizedRequest, Sanitizer, TypedParam, TypedValues, check_json_depth, decode,
+};
 pub use redirect::{RedirectUri, RedirectUriError, match_exact};
 pub use table::{ParamDef, ParamTable, ParamType};
 pub use value::{FhirDate, Prefix, SortKey, TypedValue, is_valid_id, parse_date};
@@ -66,9 +68,10 @@ pub fn parse_value(
             name: error::safe_name(name),
         }
     })?;
+    let allowed = value::AllowedTypes::new(&config.allowed_types);
     let ctx = value::ValueCtx {
         table: &config.table,
-        allowed: &config.allowed_types,
+        allowed: &allowed,
         resource_type: Some(resource_type),
         max_count: config.limits.max_count,
     };

@@ -6,7 +6,7 @@
 //! (strict percent-decoding, UTF-8, control characters, double encoding, name, modifier,
 //! typed value, duplicates), then the body (size, media type, JSON depth, shape).
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
 
 use http::{HeaderMap, Method, Request, header};
 
@@ -14,8 +14,8 @@ use crate::fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
 use super::config::{ConfigError, Handling, SanitizerConfig};
 use super::error::{SanitizeError, safe_name};
-use super::table::{ParamDef, ParamType};
-use super::value::{TypedValue, ValueCtx, is_valid_id};
+use super::table::{ParamDef, ParamType, TypeParams};
+use super::value::{AllowedTypes, TypedValue, ValueCtx, bytes, is_valid_id};
 
 /// A `_has:Type:reference:param` clause, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,98 @@ pub struct TypedParam {
     /// The declared type of the parameter (for `_has`, of its inner parameter).
     pub ty: ParamType,
     /// One typed value per comma alternative, in order.
-    pub values: Vec<TypedValue>,
+    pub values: TypedValues,
     /// For `_has`, the parsed clause.
     pub has: Option<HasClause>,
+}
+
+/// The typed alternatives of one parameter, in order; a slice through `Deref`.
+///
+/// Most parameters have exactly one value, which is held inline: typing it costs no
+/// allocation of its own (several alternatives are held in a `Vec`).
+#[derive(Clone)]
+pub struct TypedValues(TypedValuesRepr);
+
+#[derive(Clone)]
+enum TypedValuesRepr {
+    One(TypedValue),
+    Many(Vec<TypedValue>),
+}
+
+impl TypedValues {
+    /// The values as a slice.
+    pub fn as_slice(&self) -> &[TypedValue] {
+        match &self.0 {
+            TypedValuesRepr::One(v) => std::slice::from_ref(v),
+            TypedValuesRepr::Many(vs) => vs,
+        }
+    }
+
+    /// The values as a `Vec`.
+    pub fn into_vec(self) -> Vec<TypedValue> {
+        match self.0 {
+            TypedValuesRepr::One(v) => vec![v],
+            TypedValuesRepr::Many(vs) => vs,
+        }
+    }
+}
+
+impl From<TypedValue> for TypedValues {
+    fn from(v: TypedValue) -> Self {
+        Self(TypedValuesRepr::One(v))
+    }
+}
+
+impl From<Vec<TypedValue>> for TypedValues {
+    fn from(mut vs: Vec<TypedValue>) -> Self {
+        if vs.len() == 1 {
+            if let Some(v) = vs.pop() {
+                return Self(TypedValuesRepr::One(v));
+            }
+        }
+        Self(TypedValuesRepr::Many(vs))
+    }
+}
+
+impl std::ops::Deref for TypedValues {
+    type Target = [TypedValue];
+    fn deref(&self) -> &[TypedValue] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a TypedValues {
+    type Item = &'a TypedValue;
+    type IntoIter = std::slice::Iter<'a, TypedValue>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl std::fmt::Debug for TypedValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl PartialEq for TypedValues {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for TypedValues {}
+
+impl PartialEq<[TypedValue]> for TypedValues {
+    fn eq(&self, other: &[TypedValue]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<TypedValue>> for TypedValues {
+    fn eq(&self, other: &Vec<TypedValue>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 /// A request that passed every check.
@@ -59,6 +148,8 @@ pub struct SanitizedRequest {
 #[derive(Debug, Clone)]
 pub struct Sanitizer {
     config: SanitizerConfig,
+    /// `config.allowed_types`, compiled for the request path.
+    allowed: AllowedTypes,
 }
 
 /// Which parameters an interaction accepts.
@@ -68,8 +159,8 @@ enum ParamScope<'a> {
     Read,
     /// History: `_count`, `_since`, `_at`.
     History,
-    /// The search table of a type (or the common parameters for `None`).
-    Search(Option<&'a str>),
+    /// The search table of a type (or the common parameters for `None`), looked up once.
+    Search(Option<&'a str>, TypeParams<'a>),
     /// An operation's own table.
     Operation(&'a super::config::OperationDef),
 }
@@ -81,6 +172,9 @@ struct Route {
     version_id: Option<String>,
     compartment: Option<(ResourceType, String)>,
 }
+
+/// `Prefer`, parsed once (a `&str` name would be parsed and lowercased on every request).
+static PREFER: http::HeaderName = http::HeaderName::from_static("prefer");
 
 const fn def(ty: ParamType) -> ParamDef {
     ParamDef {
@@ -102,7 +196,8 @@ impl Sanitizer {
     /// Validates `config` and builds the sanitizer.
     pub fn new(config: SanitizerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self { config })
+        let allowed = AllowedTypes::new(&config.allowed_types);
+        Ok(Self { config, allowed })
     }
 
     /// The configuration.
@@ -147,41 +242,46 @@ impl Sanitizer {
                 max: limits.max_body_bytes,
             });
         }
-        let (path, query) = match target.split_once('?') {
+        let (path, query) = match bytes::split_once(target, b'?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
         check_raw(path, false)?;
-        if let Some(q) = query {
-            check_raw(q, true)?;
-        }
-        if path.contains('%') {
+        // Whether any parameter byte needs percent-decoding at all (usually not), and how
+        // many parameters there are.
+        let mut scan = match query {
+            Some(q) => check_raw(q, true)?,
+            None => RawScan::default(),
+        };
+        if bytes::has(path, b'%') {
             return Err(SanitizeError::EncodedPath);
         }
         let route = self.route(method, path)?;
         let handling = self.handling(headers)?;
 
-        // Parameters: the query, plus a form body for POST _search.
-        let mut raw_pairs: Vec<&str> = Vec::new();
-        if let Some(q) = query {
-            raw_pairs.extend(q.split('&').filter(|p| !p.is_empty()));
-        }
         let is_post_search = *method == Method::POST
             && matches!(
                 route.interaction,
                 Interaction::SearchType | Interaction::SearchSystem
             );
-        let form_body;
+        let mut form_body = "";
         if is_post_search && !body.is_empty() {
             let ct = media_type(headers)?;
             if ct.as_deref() != Some("application/x-www-form-urlencoded") {
                 return Err(SanitizeError::UnsupportedMediaType);
             }
             form_body = std::str::from_utf8(body).map_err(|_| SanitizeError::InvalidUtf8)?;
-            check_raw(form_body, true)?;
-            raw_pairs.extend(form_body.split('&').filter(|p| !p.is_empty()));
+            let form = check_raw(form_body, true)?;
+            scan.escapes |= form.escapes;
+            scan.pairs += form.pairs;
         }
-        if raw_pairs.len() > limits.max_params {
+        // Parameters: the query, plus a form body for POST _search (counted by `check_raw`
+        // against the limit before any is parsed).
+        let raw_pairs = bytes::split(query.unwrap_or(""), b'&')
+            .chain(bytes::split(form_body, b'&'))
+            .filter(|p| !p.is_empty());
+        let pair_count = scan.pairs;
+        if pair_count > limits.max_params {
             return Err(SanitizeError::TooManyParameters {
                 max: limits.max_params,
             });
@@ -189,7 +289,14 @@ impl Sanitizer {
 
         let scope = self.param_scope(&route)?;
         let rtype_name = route.resource_type.as_ref().map(ResourceType::as_str);
-        let (params, typed, stripped) = self.params(&raw_pairs, &scope, rtype_name, handling)?;
+        let (params, typed, stripped) = self.params(
+            raw_pairs,
+            pair_count,
+            scan.escapes,
+            &scope,
+            rtype_name,
+            handling,
+        )?;
 
         let body_json = if is_post_search {
             None
@@ -214,11 +321,9 @@ impl Sanitizer {
     }
 
     fn rtype(&self, seg: &str) -> Result<ResourceType, SanitizeError> {
-        if self.config.allowed_types.contains(seg) {
-            ResourceType::new(seg).ok_or(SanitizeError::UnknownResourceType)
-        } else {
-            Err(SanitizeError::UnknownResourceType)
-        }
+        self.allowed
+            .get(seg)
+            .ok_or(SanitizeError::UnknownResourceType)
     }
 
     fn op_name<'s>(&self, seg: &'s str) -> Result<Option<&'s str>, SanitizeError> {
@@ -236,19 +341,28 @@ impl Sanitizer {
             "" | "/" => "",
             r => r.strip_prefix('/').ok_or(SanitizeError::NotUnderBase)?,
         };
-        let segs: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
-        for s in &segs {
-            if *s == "." || *s == ".." {
-                return Err(SanitizeError::DotSegment);
-            }
-            if s.is_empty() {
-                return Err(SanitizeError::EmptySegment);
+        // No route has more than four segments: keep the first four on the stack, but look
+        // at every segment for `.`/`..`/empty ones first (those are refused as such).
+        let mut seg_buf = [""; 4];
+        let mut seg_count = 0usize;
+        if !rest.is_empty() {
+            for s in bytes::split(rest, b'/') {
+                if s == "." || s == ".." {
+                    return Err(SanitizeError::DotSegment);
+                }
+                if s.is_empty() {
+                    return Err(SanitizeError::EmptySegment);
+                }
+                if let Some(slot) = seg_buf.get_mut(seg_count) {
+                    *slot = s;
+                }
+                seg_count += 1;
             }
         }
+        if seg_count > seg_buf.len() {
+            return Err(SanitizeError::UnknownRoute);
+        }
+        let segs = &seg_buf[..seg_count];
         let mut r = Route {
             interaction: Interaction::SearchSystem,
             resource_type: None,
@@ -272,7 +386,7 @@ impl Sanitizer {
                 Err(SanitizeError::InvalidId)
             }
         };
-        match segs.as_slice() {
+        match segs {
             [] => {
                 if get {
                     r.interaction = Interaction::SearchSystem;
@@ -283,7 +397,9 @@ impl Sanitizer {
                 }
             }
             ["metadata"] => {
-                m(get)?;
+                // HEAD is GET without the body (RFC 9110 §9.3.2): the capabilities interaction
+                // is read-only and public, so HEAD types as the same interaction.
+                m(get || *method == Method::HEAD)?;
                 r.interaction = Interaction::Capabilities;
             }
             ["_history"] => {
@@ -395,7 +511,7 @@ impl Sanitizer {
 
     fn handling(&self, headers: &HeaderMap) -> Result<Handling, SanitizeError> {
         let mut chosen = None;
-        for v in headers.get_all("prefer") {
+        for v in headers.get_all(&PREFER) {
             let s = v.to_str().map_err(|_| SanitizeError::InvalidPrefer)?;
             for pref in s.split([',', ';']) {
                 let pref = pref.trim();
@@ -429,13 +545,13 @@ impl Sanitizer {
             | Interaction::HistorySystem => ParamScope::History,
             Interaction::SearchType
             | Interaction::SearchCompartment
-            | Interaction::SearchSystem => ParamScope::Search(t),
+            | Interaction::SearchSystem => ParamScope::Search(t, self.config.table.for_type(t)),
             Interaction::Create => ParamScope::None,
             Interaction::Update | Interaction::Patch | Interaction::Delete => {
                 if r.id.is_some() {
                     ParamScope::None
                 } else {
-                    ParamScope::Search(t)
+                    ParamScope::Search(t, self.config.table.for_type(t))
                 }
             }
             Interaction::Operation(name) => match self.config.operations.get(name) {
@@ -456,23 +572,25 @@ impl Sanitizer {
             ParamScope::None => None,
             ParamScope::Read => fixed(&READ_PARAMS),
             ParamScope::History => fixed(&HISTORY_PARAMS),
-            ParamScope::Search(t) => self.config.table.get(*t, name),
+            ParamScope::Search(_, params) => params.get(name),
             ParamScope::Operation(op) => op.params.get(name),
         }
     }
 
     #[allow(clippy::type_complexity)]
-    fn params(
+    fn params<'p>(
         &self,
-        pairs: &[&str],
+        pairs: impl Iterator<Item = &'p str>,
+        pair_count: usize,
+        escapes: bool,
         scope: &ParamScope<'_>,
         rtype: Option<&str>,
         handling: Handling,
     ) -> Result<(Vec<SearchParam>, Vec<TypedParam>, Vec<SanitizeError>), SanitizeError> {
-        let mut params = Vec::with_capacity(pairs.len());
-        let mut typed = Vec::with_capacity(pairs.len());
+        let mut params = Vec::with_capacity(pair_count);
+        let mut typed = Vec::with_capacity(pair_count);
         let mut stripped = Vec::new();
-        if pairs.is_empty() {
+        if pair_count == 0 {
             return Ok((params, typed, stripped));
         }
         if matches!(scope, ParamScope::None) {
@@ -481,21 +599,29 @@ impl Sanitizer {
         let limits = &self.config.limits;
         let ctx = ValueCtx {
             table: &self.config.table,
-            allowed: &self.config.allowed_types,
+            allowed: &self.allowed,
             resource_type: rtype,
             max_count: limits.max_count,
         };
         let mut total_values = 0usize;
         for pair in pairs {
-            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (raw_name, raw_value) = bytes::split_once(pair, b'=').unwrap_or((pair, ""));
             let name = check_name(raw_name)?;
-            let value = decode(raw_value)?;
+            // `check_raw` has refused controls, DEL and every non-ASCII byte in the whole query
+            // (and form body), and said whether it holds any `%` or `+`; a value without
+            // them is already its decoded, checked self (and cannot be double-encoded):
+            // borrow it as it is.
+            let value = if escapes && raw_value.bytes().any(|b| b == b'%' || b == b'+') {
+                decode_cow(raw_value)?
+            } else {
+                Cow::Borrowed(raw_value)
+            };
             if value.len() > limits.max_value_len {
                 return Err(SanitizeError::ValueTooLong {
                     name: safe_name(name),
                 });
             }
-            let values = split_unescaped_raw(&value);
+            let values = split_unescaped_raw(value);
             total_values += values.len();
             if total_values > limits.max_params {
                 return Err(SanitizeError::TooManyParameters {
@@ -525,7 +651,8 @@ impl Sanitizer {
     ) -> Result<(SearchParam, TypedParam), SanitizeError> {
         // `_has:Type:ref:param[:modifier]`.
         if let Some(rest) = name.strip_prefix("_has:") {
-            if !matches!(scope, ParamScope::Search(Some(_))) || self.lookup(scope, "_has").is_none()
+            if !matches!(scope, ParamScope::Search(Some(_), _))
+                || self.lookup(scope, "_has").is_none()
             {
                 return Err(SanitizeError::UnknownParameter {
                     name: "_has".into(),
@@ -538,7 +665,7 @@ impl Sanitizer {
                 _ => return Err(SanitizeError::invalid(name, ParamType::Has)),
             };
             let bad = || SanitizeError::invalid(name, ParamType::Has);
-            let has_type = ctx_type(&self.config.allowed_types, t).ok_or_else(bad)?;
+            let has_type = ctx_type(&self.allowed, t).ok_or_else(bad)?;
             let ref_def = self
                 .config
                 .table
@@ -569,10 +696,7 @@ impl Sanitizer {
                 resource_type: Some(t),
                 max_count: ctx.max_count,
             };
-            let typed_values = values
-                .iter()
-                .map(|v| inner_ctx.parse(name, def, modifier, v))
-                .collect::<Result<Vec<_>, _>>()?;
+            let typed_values = inner_ctx.parse_all(name, def, modifier, &values)?;
             let base_name = match modifier {
                 Some(m) => &name[..name.len() - m.len() - 1],
                 None => name,
@@ -594,11 +718,11 @@ impl Sanitizer {
                 },
             ));
         }
-        let (base, modifier) = match name.split_once(':') {
+        let (base, modifier) = match bytes::split_once(name, b':') {
             Some((b, m)) => (b, Some(m)),
             None => (name, None),
         };
-        if name.contains('.') {
+        if bytes::has(name, b'.') {
             return Err(SanitizeError::ChainNotSupported {
                 name: safe_name(name),
             });
@@ -613,7 +737,7 @@ impl Sanitizer {
             })?;
         if let Some(m) = modifier {
             let type_modifier =
-                def.ty == ParamType::Reference && ctx_type(&self.config.allowed_types, m).is_some();
+                def.ty == ParamType::Reference && ctx_type(&self.allowed, m).is_some();
             if !(def.ty.allows_modifier(m) || type_modifier) {
                 return Err(SanitizeError::InvalidModifier {
                     name: safe_name(base),
@@ -627,10 +751,7 @@ impl Sanitizer {
         if one_only && values.len() > 1 {
             return Err(SanitizeError::invalid(base, def.ty));
         }
-        let typed_values = values
-            .iter()
-            .map(|v| ctx.parse(base, def, modifier, v))
-            .collect::<Result<Vec<_>, _>>()?;
+        let typed_values = ctx.parse_all(base, def, modifier, &values)?;
         Ok((
             SearchParam {
                 name: base.to_owned(),
@@ -723,12 +844,8 @@ impl Sanitizer {
     }
 }
 
-fn ctx_type(allowed: &BTreeSet<String>, name: &str) -> Option<ResourceType> {
-    if allowed.contains(name) {
-        ResourceType::new(name)
-    } else {
-        None
-    }
+fn ctx_type(allowed: &AllowedTypes, name: &str) -> Option<ResourceType> {
+    allowed.get(name)
 }
 
 /// Single-valued parameters sent twice must agree (`patient` and `subject` count as one).
@@ -806,9 +923,9 @@ fn implied_target(key: &str) -> Option<&'static str> {
 }
 
 /// Splits a decoded value on commas not escaped with `\`, keeping escapes as written.
-fn split_unescaped_raw(s: &str) -> Vec<String> {
-    if !s.contains(',') {
-        return vec![s.to_owned()];
+fn split_unescaped_raw(s: Cow<'_, str>) -> Vec<String> {
+    if !bytes::has(&s, b',') {
+        return vec![s.into_owned()];
     }
     let mut parts = Vec::new();
     let mut cur = String::new();
@@ -874,14 +991,73 @@ fn media_type(headers: &HeaderMap) -> Result<Option<String>, SanitizeError> {
 
 /// Raw request-target characters: RFC 3986 `pchar` / `/` (and `?` `|` in a query, where
 /// FHIR clients send `system|code` unencoded). Everything else is refused, controls first.
-fn check_raw(s: &str, query: bool) -> Result<(), SanitizeError> {
+fn check_raw(s: &str, query: bool) -> Result<RawScan, SanitizeError> {
+    let classes = if query { &RAW_QUERY } else { &RAW_PATH };
+    // One branch-free pass: OR the byte classes together and count the non-empty
+    // `&`-separated pieces (a piece starts at a non-`&` byte after a `&` or at the start).
+    let mut seen = 0u8;
+    let mut pairs = 0usize;
+    let mut after_amp = true;
     for b in s.bytes() {
-        if b < 0x20 || b == 0x7f {
-            return Err(SanitizeError::ControlCharacter);
+        let class = classes[usize::from(b)];
+        seen |= class;
+        let amp = class & RAW_AMP != 0;
+        pairs += usize::from(after_amp & !amp);
+        after_amp = amp;
+    }
+    if seen & (RAW_CONTROL | RAW_ILLEGAL) != 0 {
+        // Refused: name the first offending byte's reason, controls first per byte.
+        for b in s.bytes() {
+            let class = classes[usize::from(b)];
+            if class & RAW_CONTROL != 0 {
+                return Err(SanitizeError::ControlCharacter);
+            }
+            if class & RAW_ILLEGAL != 0 {
+                return Err(SanitizeError::IllegalCharacter);
+            }
         }
-        let ok = b.is_ascii_alphanumeric()
+    }
+    Ok(RawScan {
+        escapes: seen & RAW_ESCAPE != 0,
+        pairs: if query { pairs } else { 0 },
+    })
+}
+
+/// What [`check_raw`] learnt on its one pass over the bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct RawScan {
+    /// Whether `s` holds a `%` or a `+`, the only bytes percent-decoding changes.
+    escapes: bool,
+    /// For a query, its non-empty `&`-separated pieces (the parameters).
+    pairs: usize,
+}
+
+/// Byte classes (bit flags) of [`check_raw`]: 0 is an allowed byte that decoding leaves alone.
+const RAW_OK: u8 = 0;
+/// A control character or DEL.
+const RAW_CONTROL: u8 = 1;
+/// Not allowed in a raw request target.
+const RAW_ILLEGAL: u8 = 2;
+/// Allowed, and changed by decoding (`%`, `+`).
+const RAW_ESCAPE: u8 = 4;
+/// Allowed, and separates the parameters of a query (`&`).
+const RAW_AMP: u8 = 8;
+
+/// The class of each byte in a raw path (`query = false`) or query (`query = true`).
+const fn raw_classes(query: bool) -> [u8; 256] {
+    let mut t = [RAW_ILLEGAL; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c < 0x20 || c == 0x7f {
+            RAW_CONTROL
+        } else if c == b'%' || c == b'+' {
+            RAW_ESCAPE
+        } else if query && c == b'&' {
+            RAW_AMP
+        } else if c.is_ascii_alphanumeric()
             || matches!(
-                b,
+                c,
                 b'-' | b'.'
                     | b'_'
                     | b'~'
@@ -901,13 +1077,19 @@ fn check_raw(s: &str, query: bool) -> Result<(), SanitizeError> {
                     | b'/'
                     | b'%'
             )
-            || (query && matches!(b, b'?' | b'|'));
-        if !ok {
-            return Err(SanitizeError::IllegalCharacter);
-        }
+            || (query && matches!(c, b'?' | b'|'))
+        {
+            RAW_OK
+        } else {
+            RAW_ILLEGAL
+        };
+        b += 1;
     }
-    Ok(())
+    t
 }
+
+static RAW_PATH: [u8; 256] = raw_classes(false);
+static RAW_QUERY: [u8; 256] = raw_classes(true);
 
 /// A parameter name: raw (never percent-encoded), `[A-Za-z0-9_.:-]{1,128}`.
 fn check_name(raw: &str) -> Result<&str, SanitizeError> {
@@ -938,40 +1120,43 @@ fn hex(b: u8) -> Option<u8> {
 /// C0/C1 controls, DEL and invisible formatting characters; a decoded `%XX` or `%uHHHH`
 /// (double encoding).
 pub fn decode(raw: &str) -> Result<String, SanitizeError> {
+    decode_cow(raw).map(Cow::into_owned)
+}
+
+/// [`decode`] without a copy when there is nothing to decode (no `%`, no `+`).
+pub(crate) fn decode_cow(raw: &str) -> Result<Cow<'_, str>, SanitizeError> {
     let bytes = raw.as_bytes();
-    let out = if !raw.contains(['%', '+']) {
-        raw.to_owned()
-    } else {
-        let mut buf = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'%' => {
-                    let hi = bytes.get(i + 1).copied().and_then(hex);
-                    let lo = bytes.get(i + 2).copied().and_then(hex);
-                    match (hi, lo) {
-                        (Some(h), Some(l)) => buf.push(h * 16 + l),
-                        _ => return Err(SanitizeError::InvalidPercentEncoding),
-                    }
-                    i += 3;
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        // Nothing to decode, so nothing can be double-encoded: only the characters need a
+        // look, and an ASCII value (the usual case) is checked a byte at a time.
+        check_decoded_chars(raw)?;
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut buf = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex);
+                let lo = bytes.get(i + 2).copied().and_then(hex);
+                match (hi, lo) {
+                    (Some(h), Some(l)) => buf.push(h * 16 + l),
+                    _ => return Err(SanitizeError::InvalidPercentEncoding),
                 }
-                b'+' => {
-                    buf.push(b' ');
-                    i += 1;
-                }
-                b => {
-                    buf.push(b);
-                    i += 1;
-                }
+                i += 3;
+            }
+            b'+' => {
+                buf.push(b' ');
+                i += 1;
+            }
+            b => {
+                buf.push(b);
+                i += 1;
             }
         }
-        String::from_utf8(buf).map_err(|_| SanitizeError::InvalidUtf8)?
-    };
-    for c in out.chars() {
-        if c.is_control() || is_invisible_format(c) {
-            return Err(SanitizeError::ControlCharacter);
-        }
     }
+    let out = String::from_utf8(buf).map_err(|_| SanitizeError::InvalidUtf8)?;
+    check_decoded_chars(&out)?;
     let ob = out.as_bytes();
     for (i, b) in ob.iter().enumerate() {
         if *b == b'%' {
@@ -984,7 +1169,25 @@ pub fn decode(raw: &str) -> Result<String, SanitizeError> {
             }
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
+}
+
+/// Refuses C0/C1 controls, DEL and invisible formatting characters in a decoded value.
+fn check_decoded_chars(s: &str) -> Result<(), SanitizeError> {
+    if s.is_ascii() {
+        // The only ASCII characters `char::is_control` names are C0 and DEL; the invisible
+        // formatting characters are all outside ASCII.
+        if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(SanitizeError::ControlCharacter);
+        }
+        return Ok(());
+    }
+    for c in s.chars() {
+        if c.is_control() || is_invisible_format(c) {
+            return Err(SanitizeError::ControlCharacter);
+        }
+    }
+    Ok(())
 }
 
 fn is_invisible_format(c: char) -> bool {
@@ -1118,6 +1321,60 @@ mod tests {
         assert_eq!(
             decode("%E2%80%AE").unwrap_err(),
             SanitizeError::ControlCharacter
+        );
+    }
+
+    #[test]
+    fn the_raw_scan_counts_parameters_and_escapes() {
+        for q in [
+            "",
+            "&",
+            "&&",
+            "a",
+            "a=1",
+            "a&&b&",
+            "&a=1&&b=2&",
+            "a=%20&b",
+            "x=1+2",
+        ] {
+            let scan = check_raw(q, true).unwrap();
+            let pieces = q.split('&').filter(|p| !p.is_empty()).count();
+            assert_eq!(scan.pairs, pieces, "{q:?}");
+            assert_eq!(scan.escapes, q.contains(['%', '+']), "{q:?}");
+        }
+        assert_eq!(check_raw("/fhir/a&b", false).unwrap().pairs, 0);
+        assert_eq!(
+            check_raw("a=\u{1}", true).unwrap_err(),
+            SanitizeError::ControlCharacter
+        );
+        assert_eq!(
+            check_raw("a=<", true).unwrap_err(),
+            SanitizeError::IllegalCharacter
+        );
+        assert_eq!(
+            check_raw("a|b", false).unwrap_err(),
+            SanitizeError::IllegalCharacter
+        );
+    }
+
+    #[test]
+    fn head_is_get_on_metadata_only() {
+        let head = |target: &str| s().parse_parts(&Method::HEAD, target, &HeaderMap::new(), b"");
+        assert_eq!(
+            head("/fhir/metadata").unwrap().request.interaction,
+            Interaction::Capabilities
+        );
+        assert_eq!(
+            head("/fhir/metadata?x=1").unwrap_err(),
+            SanitizeError::ParametersNotAllowed
+        );
+        assert_eq!(
+            head("/fhir/Patient/1").unwrap_err(),
+            SanitizeError::MethodNotAllowed
+        );
+        assert_eq!(
+            head("/fhir/Observation?patient=1").unwrap_err(),
+            SanitizeError::MethodNotAllowed
         );
     }
 

@@ -130,6 +130,23 @@ pub struct ParamTable {
     per_type: BTreeMap<String, BTreeMap<String, ParamDef>>,
 }
 
+/// The parameters of one resource type (type-specific first, then common): what
+/// [`ParamTable::get`] answers, with the type's own map found once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TypeParams<'a> {
+    specific: Option<&'a BTreeMap<String, ParamDef>>,
+    common: &'a BTreeMap<String, ParamDef>,
+}
+
+impl<'a> TypeParams<'a> {
+    /// The declaration of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&'a ParamDef> {
+        self.specific
+            .and_then(|m| m.get(name))
+            .or_else(|| self.common.get(name))
+    }
+}
+
 /// The FHIR common parameters the default table accepts on every type.
 const COMMON: &[(&str, ParamType)] = &[
     ("_id", ParamType::Id),
@@ -469,6 +486,14 @@ impl ParamTable {
             .and_then(|t| self.per_type.get(t))
             .and_then(|m| m.get(name))
             .or_else(|| self.common.get(name))
+    }
+
+    /// The declarations that apply to `resource_type`, looked up once for a whole request.
+    pub(crate) fn for_type(&self, resource_type: Option<&str>) -> TypeParams<'_> {
+        TypeParams {
+            specific: resource_type.and_then(|t| self.per_type.get(t)),
+            common: &self.common,
+        }
     }
 
     /// The type-specific declaration only (no common parameters).

@@ -10,7 +10,61 @@ use std::collections::BTreeSet;
 use crate::fhir::ResourceType;
 
 use super::error::SanitizeError;
+use super::parse::TypedValues;
 use super::table::{ParamDef, ParamTable, ParamType};
+
+/// Byte-level string scanning for ASCII separators: the request path splits on `& = : | / , ? %`
+/// many times over short strings, where `str`'s generic pattern machinery costs more than the
+/// scan. Splitting at an ASCII byte always lands on a `char` boundary.
+pub(crate) mod bytes {
+    /// Whether `s` holds the ASCII byte `b`.
+    #[inline]
+    pub(crate) fn has(s: &str, b: u8) -> bool {
+        s.as_bytes().contains(&b)
+    }
+
+    /// `s.split_once(b as char)` for an ASCII `b`.
+    #[inline]
+    pub(crate) fn split_once(s: &str, b: u8) -> Option<(&str, &str)> {
+        let i = s.as_bytes().iter().position(|&x| x == b)?;
+        Some((&s[..i], &s[i + 1..]))
+    }
+
+    /// `s.split(b as char)` for an ASCII `b`.
+    #[inline]
+    pub(crate) fn split(s: &str, b: u8) -> Split<'_> {
+        Split {
+            rest: Some(s),
+            sep: b,
+        }
+    }
+
+    /// The iterator of [`split`].
+    #[derive(Debug, Clone)]
+    pub(crate) struct Split<'a> {
+        rest: Option<&'a str>,
+        sep: u8,
+    }
+
+    impl<'a> Iterator for Split<'a> {
+        type Item = &'a str;
+
+        #[inline]
+        fn next(&mut self) -> Option<&'a str> {
+            let rest = self.rest?;
+            match split_once(rest, self.sep) {
+                Some((head, tail)) => {
+                    self.rest = Some(tail);
+                    Some(head)
+                }
+                None => {
+                    self.rest = None;
+                    Some(rest)
+                }
+            }
+        }
+    }
+}
 
 /// A comparison prefix of a date, number or quantity value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,10 +204,38 @@ pub enum TypedValue {
     TypeName(ResourceType),
 }
 
+/// The resource-type allow-list, compiled for lookups on the request path: sorted by
+/// (length, name), so a miss or a hit mostly compares lengths and `memcmp` only runs on names
+/// of the right length; a hit hands out a `ResourceType` clone that does not allocate.
+#[derive(Debug, Clone)]
+pub(crate) struct AllowedTypes(Vec<ResourceType>);
+
+impl AllowedTypes {
+    pub(crate) fn new(names: &BTreeSet<String>) -> Self {
+        let mut types: Vec<ResourceType> =
+            names.iter().filter_map(|n| ResourceType::new(n)).collect();
+        types.sort_by(|a, b| by_len_then_name(a.as_str(), b.as_str()));
+        Self(types)
+    }
+
+    /// The typed name, if `name` is on the allow-list.
+    pub(crate) fn get(&self, name: &str) -> Option<ResourceType> {
+        self.0
+            .binary_search_by(|t| by_len_then_name(t.as_str(), name))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .cloned()
+    }
+}
+
+fn by_len_then_name(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 /// Context a value parser needs: the table, the allow-list check, the searched type, limits.
 pub(crate) struct ValueCtx<'a> {
     pub(crate) table: &'a ParamTable,
-    pub(crate) allowed: &'a BTreeSet<String>,
+    pub(crate) allowed: &'a AllowedTypes,
     pub(crate) resource_type: Option<&'a str>,
     pub(crate) max_count: u32,
 }
@@ -220,28 +302,44 @@ pub(crate) fn unescape(s: &str) -> String {
 
 fn is_uri(s: &str) -> bool {
     // scheme ":" rest, with no whitespace, quotes or angle brackets.
-    let Some((scheme, rest)) = s.split_once(':') else {
+    let Some((scheme, rest)) = bytes::split_once(s, b':') else {
         return false;
     };
     let mut sb = scheme.bytes();
     let scheme_ok = matches!(sb.next(), Some(b) if b.is_ascii_alphabetic())
         && sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    scheme_ok
-        && !rest.is_empty()
-        && s.len() <= 1024
-        && s.chars().all(|c| {
-            c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '}')
-        })
+    // Bytes, not chars: a non-ASCII character's bytes are all >= 0x80, which the table
+    // refuses just as `char::is_ascii_graphic` refuses the character.
+    scheme_ok && !rest.is_empty() && s.len() <= 1024 && s.bytes().all(|b| URI_BYTE[usize::from(b)])
 }
+
+/// Bytes an absolute URI value may hold: ASCII graphic, minus `" < > \ ^ ` { }`.
+static URI_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_graphic()
+            && !matches!(c, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'}');
+        b += 1;
+    }
+    t
+};
 
 fn is_code(s: &str) -> bool {
     // FHIR code: no leading/trailing whitespace, no control chars, single spaces only.
+    let bytes = s.as_bytes();
     !s.is_empty()
         && s.len() <= 256
         && !s.starts_with(' ')
         && !s.ends_with(' ')
-        && !s.contains("  ")
-        && s.chars().all(|c| !c.is_control())
+        && !bytes.windows(2).any(|w| w == b"  ")
+        && (if s.is_ascii() {
+            // ASCII controls are C0 and DEL; C1 controls are outside ASCII.
+            !bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+        } else {
+            s.chars().all(|c| !c.is_control())
+        })
 }
 
 fn two(s: &str) -> Option<u8> {
@@ -268,11 +366,11 @@ pub fn parse_date(s: &str) -> Option<FhirDate> {
     if s.len() > 35 || !s.is_ascii() {
         return None;
     }
-    let (date, time) = match s.split_once('T') {
+    let (date, time) = match bytes::split_once(s, b'T') {
         Some((d, t)) => (d, Some(t)),
         None => (s, None),
     };
-    let mut parts = date.split('-');
+    let mut parts = bytes::split(date, b'-');
     let y = parts.next()?;
     if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -328,7 +426,7 @@ pub fn parse_date(s: &str) -> Option<FhirDate> {
     } else {
         (t, None)
     };
-    let mut hms = clock.split(':');
+    let mut hms = bytes::split(clock, b':');
     let h = two(hms.next()?).filter(|h| *h < 24)?;
     let m = two(hms.next()?).filter(|m| *m < 60)?;
     let (sec, frac) = match hms.next() {
@@ -375,11 +473,25 @@ fn is_decimal(s: &str) -> bool {
 
 impl ValueCtx<'_> {
     fn rtype(&self, name: &str) -> Option<ResourceType> {
-        if self.allowed.contains(name) {
-            ResourceType::new(name)
-        } else {
-            None
+        self.allowed.get(name)
+    }
+
+    /// Parses every comma alternative of parameter `name` (declared as `def`), in order.
+    pub(crate) fn parse_all(
+        &self,
+        name: &str,
+        def: &ParamDef,
+        modifier: Option<&str>,
+        raws: &[String],
+    ) -> Result<TypedValues, SanitizeError> {
+        if let [raw] = raws {
+            return Ok(self.parse(name, def, modifier, raw)?.into());
         }
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws {
+            out.push(self.parse(name, def, modifier, raw)?);
+        }
+        Ok(out.into())
     }
 
     /// Parses one comma alternative of parameter `name` (declared as `def`).
@@ -547,14 +659,14 @@ impl ValueCtx<'_> {
             }
             _ => {}
         }
-        if !raw.contains('\\') {
-            return match raw.split_once('|') {
+        if !bytes::has(raw, b'\\') {
+            return match bytes::split_once(raw, b'|') {
                 None => is_code(raw).then(|| TypedValue::Token {
                     system: None,
                     code: Some(raw.to_owned()),
                 }),
                 Some((system, code)) => {
-                    if code.contains('|')
+                    if bytes::has(code, b'|')
                         || (system.is_empty() && code.is_empty())
                         || (!system.is_empty() && !is_uri(system))
                         || (!code.is_empty() && !is_code(code))
@@ -594,7 +706,7 @@ impl ValueCtx<'_> {
     }
 
     fn local_reference(&self, raw: &str) -> Option<TypedValue> {
-        let mut it = raw.splitn(5, '/');
+        let mut it = bytes::split(raw, b'/');
         let segs: [Option<&str>; 5] = [it.next(), it.next(), it.next(), it.next(), it.next()];
         let n = segs.iter().take_while(|s| s.is_some()).count();
         if n > 4 {

@@ -109,9 +109,13 @@ pub enum SanitizeError {
         /// The parameter name.
         name: String,
     },
-    /// Parameters on an interaction that takes none (read, metadata, delete…).
+    /// Parameters on an interaction that takes none (read, metadata, delete…) other than the
+    /// general `_format` and `_pretty`.
     #[error("this interaction takes no parameters")]
     ParametersNotAllowed,
+    /// `_format` asks for something other than JSON (XML, Turtle…): this API speaks JSON only.
+    #[error("only JSON formats are served")]
+    UnsupportedFormat,
     /// A modifier that the parameter's type does not allow.
     #[error("modifier not allowed on `{name}`")]
     InvalidModifier {
@@ -187,6 +191,7 @@ impl SanitizeError {
             E::InvalidParameterName => "invalid_parameter_name",
             E::UnknownParameter { .. } => "unknown_parameter",
             E::ParametersNotAllowed => "parameters_not_allowed",
+            E::UnsupportedFormat => "unsupported_format",
             E::InvalidModifier { .. } => "invalid_modifier",
             E::ChainNotSupported { .. } => "chain_not_supported",
             E::InvalidValue { .. } => "invalid_value",
@@ -208,7 +213,7 @@ impl SanitizeError {
             E::UnsupportedMediaType => PublicProblem::UnsupportedMediaType,
             E::MethodNotAllowed => PublicProblem::MethodNotAllowed,
             E::NotUnderBase | E::UnknownResourceType | E::UnknownRoute => PublicProblem::NotFound,
-            E::UnknownOperation => PublicProblem::NotSupported,
+            E::UnknownOperation | E::UnsupportedFormat => PublicProblem::NotSupported,
             _ => PublicProblem::BadRequest,
         }
     }

@@ -593,9 +593,6 @@ impl Sanitizer {
         if pair_count == 0 {
             return Ok((params, typed, stripped));
         }
-        if matches!(scope, ParamScope::None) {
-            return Err(SanitizeError::ParametersNotAllowed);
-        }
         let limits = &self.config.limits;
         let ctx = ValueCtx {
             table: &self.config.table,
@@ -620,6 +617,14 @@ impl Sanitizer {
                 return Err(SanitizeError::ValueTooLong {
                     name: safe_name(name),
                 });
+            }
+            // FHIR's general parameters apply to every interaction and shape only the
+            // encoding of the answer: checked here, never passed on.
+            if general_param(name, &value)? {
+                continue;
+            }
+            if matches!(scope, ParamScope::None) {
+                return Err(SanitizeError::ParametersNotAllowed);
             }
             let values = split_unescaped_raw(value);
             total_values += values.len();
@@ -1383,5 +1388,30 @@ mod tests {
         assert!(check_json_depth(b"[[[]]]", 3).is_ok());
         assert!(check_json_depth(b"[[[[]]]]", 3).is_err());
         assert!(check_json_depth(br#"{"a":"[[[[[["}"#, 3).is_ok());
+    }
+}
+
+/// `_format` (a JSON media type or its `json` shorthand, R4 http.html#mime) and `_pretty`
+/// (`true`/`false`): `Ok(true)` when `name` is one of them and its value is acceptable.
+fn general_param(name: &str, value: &str) -> Result<bool, SanitizeError> {
+    match name {
+        "_format" => {
+            let media = value.split(';').next().unwrap_or("").trim();
+            let json = ["json", "application/json", "application/fhir+json"]
+                .iter()
+                .any(|m| media.eq_ignore_ascii_case(m));
+            if json {
+                Ok(true)
+            } else if media.is_empty() {
+                Err(SanitizeError::invalid(name, ParamType::Token))
+            } else {
+                Err(SanitizeError::UnsupportedFormat)
+            }
+        }
+        "_pretty" => match value {
+            "true" | "false" => Ok(true),
+            _ => Err(SanitizeError::invalid(name, ParamType::Token)),
+        },
+        _ => Ok(false),
     }
 }

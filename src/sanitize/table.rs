@@ -219,6 +219,7 @@ const US_CORE: &[(&str, &[ParamSpec])] = &[
             ("category", T, &[]),
             ("code", T, &[]),
             ("date", D, &[]),
+            ("encounter", R, &["Encounter"]),
             ("patient", R, &["Patient"]),
             ("subject", R, &["Patient", "Group", "Device", "Location"]),
             ("status", T, &[]),
@@ -229,6 +230,7 @@ const US_CORE: &[(&str, &[ParamSpec])] = &[
         &[
             ("category", T, &[]),
             ("date", D, &[]),
+            ("encounter", R, &["Encounter"]),
             ("patient", R, &["Patient"]),
             (
                 "subject",
@@ -297,6 +299,9 @@ const US_CORE: &[(&str, &[ParamSpec])] = &[
             ("authoredon", D, &[]),
             ("encounter", R, &["Encounter"]),
             ("intent", T, &[]),
+            // R4's reference form of `code`: what `_include=MedicationRequest:medication`
+            // follows (US Core SHALL).
+            ("medication", R, &["Medication"]),
             ("patient", R, &["Patient"]),
             ("subject", R, &["Patient", "Group"]),
             ("status", T, &[]),
@@ -308,6 +313,7 @@ const US_CORE: &[(&str, &[ParamSpec])] = &[
             ("category", T, &[]),
             ("code", T, &[]),
             ("date", D, &[]),
+            ("encounter", R, &["Encounter"]),
             ("patient", R, &["Patient"]),
             ("subject", R, &["Patient", "Group", "Device", "Location"]),
             ("status", T, &[]),
@@ -352,7 +358,10 @@ const US_CORE: &[(&str, &[ParamSpec])] = &[
             ("status", T, &[]),
         ],
     ),
-    ("Provenance", &[("target", R, &[])]),
+    (
+        "Provenance",
+        &[("patient", R, &["Patient"]), ("target", R, &[])],
+    ),
     ("Questionnaire", &[("url", U, &[]), ("status", T, &[])]),
     (
         "QuestionnaireResponse",

@@ -1245,3 +1245,22 @@ fn ehr_launch_from_the_portal() {
         assert_eq!(forged.status, 400);
     });
 }
+
+/// FHIR's general parameters: `_format` with a JSON type and `_pretty` work on every path;
+/// other formats are refused with an OperationOutcome.
+#[test]
+fn format_and_pretty_are_general_parameters() {
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let fhir = d.fhir();
+        for q in ["_format=json", "_format=application/fhir%2Bjson", "_pretty=true"] {
+            let meta = b.get(&format!("{fhir}/metadata?{q}")).await;
+            assert_eq!(meta.status, 200, "{q}: {}", meta.text());
+            assert_eq!(meta.json()["resourceType"], "CapabilityStatement");
+        }
+        let xml = b.get(&format!("{fhir}/metadata?_format=xml")).await;
+        assert_eq!(xml.status, 400);
+        assert_eq!(xml.json()["resourceType"], "OperationOutcome");
+    });
+}

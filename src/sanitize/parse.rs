@@ -1242,6 +1242,31 @@ pub fn check_json_depth(body: &[u8], max: usize) -> Result<(), SanitizeError> {
     Ok(())
 }
 
+/// `_format` (a JSON media type or its `json` shorthand, R4 http.html#mime) and `_pretty`
+/// (`true`/`false`): `Ok(true)` when `name` is one of them and its value is acceptable.
+fn general_param(name: &str, value: &str) -> Result<bool, SanitizeError> {
+    match name {
+        "_format" => {
+            let media = value.split(';').next().unwrap_or("").trim();
+            let json = ["json", "application/json", "application/fhir+json"]
+                .iter()
+                .any(|m| media.eq_ignore_ascii_case(m));
+            if json {
+                Ok(true)
+            } else if media.is_empty() {
+                Err(SanitizeError::invalid(name, ParamType::Token))
+            } else {
+                Err(SanitizeError::UnsupportedFormat)
+            }
+        }
+        "_pretty" => match value {
+            "true" | "false" => Ok(true),
+            _ => Err(SanitizeError::invalid(name, ParamType::Token)),
+        },
+        _ => Ok(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1388,30 +1413,5 @@ mod tests {
         assert!(check_json_depth(b"[[[]]]", 3).is_ok());
         assert!(check_json_depth(b"[[[[]]]]", 3).is_err());
         assert!(check_json_depth(br#"{"a":"[[[[[["}"#, 3).is_ok());
-    }
-}
-
-/// `_format` (a JSON media type or its `json` shorthand, R4 http.html#mime) and `_pretty`
-/// (`true`/`false`): `Ok(true)` when `name` is one of them and its value is acceptable.
-fn general_param(name: &str, value: &str) -> Result<bool, SanitizeError> {
-    match name {
-        "_format" => {
-            let media = value.split(';').next().unwrap_or("").trim();
-            let json = ["json", "application/json", "application/fhir+json"]
-                .iter()
-                .any(|m| media.eq_ignore_ascii_case(m));
-            if json {
-                Ok(true)
-            } else if media.is_empty() {
-                Err(SanitizeError::invalid(name, ParamType::Token))
-            } else {
-                Err(SanitizeError::UnsupportedFormat)
-            }
-        }
-        "_pretty" => match value {
-            "true" | "false" => Ok(true),
-            _ => Err(SanitizeError::invalid(name, ParamType::Token)),
-        },
-        _ => Ok(false),
     }
 }

@@ -1254,7 +1254,11 @@ fn format_and_pretty_are_general_parameters() {
     run(async {
         let mut b = d.browser();
         let fhir = d.fhir();
-        for q in ["_format=json", "_format=application/fhir%2Bjson", "_pretty=true"] {
+        for q in [
+            "_format=json",
+            "_format=application/fhir%2Bjson",
+            "_pretty=true",
+        ] {
             let meta = b.get(&format!("{fhir}/metadata?{q}")).await;
             assert_eq!(meta.status, 200, "{q}: {}", meta.text());
             assert_eq!(meta.json()["resourceType"], "CapabilityStatement");

@@ -188,6 +188,17 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     values.next().is_none().then_some(first)
 }
 
+/// A posted form's fields, in order.
+type Form = Vec<(String, String)>;
+
+/// A form this portal served, posted back: the fields, the session id and the session;
+/// `None` when the form, the session or its CSRF token is not right (answer `expired`).
+fn posted_form(ehr: &Ehr, req: &Req) -> Option<(Form, String, Session)> {
+    let form = parse_form(req.body())?;
+    let (sid, session) = existing_session(ehr, req)?;
+    csrf_ok(&session, &form).then_some((form, sid, session))
+}
+
 fn csrf_ok(session: &Session, form: &[(String, String)]) -> bool {
     match field(form, "csrf") {
         Some(token) => bool::from(token.as_bytes().ct_eq(session.csrf.as_bytes())),
@@ -564,15 +575,9 @@ fn expired(ehr: &Ehr, req: &Req) -> Resp {
 }
 
 async fn login_post(ehr: &Arc<Ehr>, req: &Req) -> Resp {
-    let Some(form) = parse_form(req.body()) else {
+    let Some((form, sid, session)) = posted_form(ehr, req) else {
         return expired(ehr, req);
     };
-    let Some((sid, session)) = existing_session(ehr, req) else {
-        return expired(ehr, req);
-    };
-    if !csrf_ok(&session, &form) {
-        return expired(ehr, req);
-    }
     let request_id = field(&form, "request").map(str::to_owned);
     let pending = match &request_id {
         Some(id) => match pending_for(ehr, id, &sid) {
@@ -759,15 +764,9 @@ fn patient_actor(user: &super::User) -> Actor {
 }
 
 fn totp_post(ehr: &Ehr, req: &Req) -> Resp {
-    let Some(form) = parse_form(req.body()) else {
+    let Some((form, sid, session)) = posted_form(ehr, req) else {
         return expired(ehr, req);
     };
-    let Some((sid, session)) = existing_session(ehr, req) else {
-        return expired(ehr, req);
-    };
-    if !csrf_ok(&session, &form) {
-        return expired(ehr, req);
-    }
     let Some(index) = session.awaiting_totp else {
         return expired(ehr, req);
     };
@@ -1009,15 +1008,9 @@ fn expired_plain(ehr: &Ehr) -> Resp {
 }
 
 fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
-    let Some(form) = parse_form(req.body()) else {
+    let Some((form, sid, session)) = posted_form(ehr, req) else {
         return expired(ehr, req);
     };
-    let Some((sid, session)) = existing_session(ehr, req) else {
-        return expired(ehr, req);
-    };
-    if !csrf_ok(&session, &form) {
-        return expired(ehr, req);
-    }
     let Some(request_id) = field(&form, "request").map(str::to_owned) else {
         return expired(ehr, req);
     };
@@ -1291,15 +1284,9 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
 }
 
 fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
-    let Some(form) = parse_form(req.body()) else {
+    let Some((form, _, session)) = posted_form(ehr, req) else {
         return expired(ehr, req);
     };
-    let Some((_, session)) = existing_session(ehr, req) else {
-        return expired(ehr, req);
-    };
-    if !csrf_ok(&session, &form) {
-        return expired(ehr, req);
-    }
     let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
         return expired(ehr, req);
     };
@@ -1421,15 +1408,9 @@ fn launch_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
 /// The EHR launch: a single-use handle bound to this app, this patient and this user, and a
 /// redirect to the app's registered launch URL with `iss` and `launch`.
 fn launch_post(ehr: &Ehr, req: &Req) -> Resp {
-    let Some(form) = parse_form(req.body()) else {
+    let Some((form, _, session)) = posted_form(ehr, req) else {
         return expired(ehr, req);
     };
-    let Some((_, session)) = existing_session(ehr, req) else {
-        return expired(ehr, req);
-    };
-    if !csrf_ok(&session, &form) {
-        return expired(ehr, req);
-    }
     let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
         return expired(ehr, req);
     };

@@ -1179,7 +1179,13 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
     r
 }
 
-fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
+/// A page for a signed-in patient: `render` draws it for her session; a visitor who is not
+/// signed in gets the sign-in page instead, and a new session its cookie either way.
+fn signed_in_page(
+    ehr: &Ehr,
+    req: &Req,
+    render: impl FnOnce(&Session, &super::User) -> Resp,
+) -> Resp {
     let Some((sid, session, new)) = session_for(ehr, req) else {
         return problem_page(
             ehr,
@@ -1200,87 +1206,93 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
         }
         return r;
     };
-    let now = Ehr::now();
-    let label_of = |id: &CategoryId| {
-        ehr.registry
-            .get(id)
-            .map_or_else(|| id.to_string(), |c| c.label.clone())
-    };
-    let cards: Vec<pages::AppCard> = ehr
-        .consent
-        .grants_of(&user.patient)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|g| {
-            let state = g.status_at(now);
-            let active = matches!(state, GrantState::Active);
-            let status = match &state {
-                GrantState::Revoked { at, .. } => format!("Revoked on {}", iso(at.date())),
-                GrantState::Active => "Active".to_owned(),
-                _ => "Ended".to_owned(),
-            };
-            let history = ehr
-                .access
-                .access_history(&AccessQuery::for_grant(user.patient.clone(), g.id.clone()))
-                .into_iter()
-                .take(25)
-                .map(|e| {
-                    let when = e.time.get();
-                    pages::HistoryRow {
-                        when: format!(
-                            "{} {:02}:{:02}:{:02}",
-                            iso(when.date()),
-                            when.hour(),
-                            when.minute(),
-                            when.second()
-                        ),
-                        what: format!(
-                            "{} {}",
-                            e.interaction.as_ref().map_or_else(
-                                || "access".to_owned(),
-                                |i| format!("{i:?}").to_lowercase()
-                            ),
-                            e.resource_type.as_ref().map_or("", |t| t.as_str())
-                        ),
-                        categories: e
-                            .categories
-                            .iter()
-                            .map(&label_of)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        outcome: match e.outcome {
-                            Outcome::Success => "shared".to_owned(),
-                            Outcome::Denied(_) => "refused".to_owned(),
-                            _ => "error".to_owned(),
-                        },
-                    }
-                })
-                .collect();
-            pages::AppCard {
-                grant_id: g.id.to_string(),
-                app_name: ehr.client_name(g.client_id()),
-                categories: g.categories.iter().map(&label_of).collect(),
-                approved: iso(g.approved_at().date()),
-                ends: iso((g.ends_at - Duration::seconds(1)).date()),
-                active,
-                status,
-                history,
-            }
-        })
-        .collect();
-    let chrome = Chrome {
-        csrf: &session.csrf,
-        signed_in_as: Some(&user.display_name),
-    };
-    let mut r = html(
-        ehr,
-        StatusCode::OK,
-        pages::apps(&chrome, &user.display_name, &cards, notice),
-    );
+    let mut r = render(&session, user);
     if new {
         set_cookie(&mut r, &sid);
     }
     r
+}
+
+fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
+    signed_in_page(ehr, req, |session, user| {
+        let now = Ehr::now();
+        let label_of = |id: &CategoryId| {
+            ehr.registry
+                .get(id)
+                .map_or_else(|| id.to_string(), |c| c.label.clone())
+        };
+        let cards: Vec<pages::AppCard> = ehr
+            .consent
+            .grants_of(&user.patient)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| {
+                let state = g.status_at(now);
+                let active = matches!(state, GrantState::Active);
+                let status = match &state {
+                    GrantState::Revoked { at, .. } => format!("Revoked on {}", iso(at.date())),
+                    GrantState::Active => "Active".to_owned(),
+                    _ => "Ended".to_owned(),
+                };
+                let history = ehr
+                    .access
+                    .access_history(&AccessQuery::for_grant(user.patient.clone(), g.id.clone()))
+                    .into_iter()
+                    .take(25)
+                    .map(|e| {
+                        let when = e.time.get();
+                        pages::HistoryRow {
+                            when: format!(
+                                "{} {:02}:{:02}:{:02}",
+                                iso(when.date()),
+                                when.hour(),
+                                when.minute(),
+                                when.second()
+                            ),
+                            what: format!(
+                                "{} {}",
+                                e.interaction.as_ref().map_or_else(
+                                    || "access".to_owned(),
+                                    |i| format!("{i:?}").to_lowercase()
+                                ),
+                                e.resource_type.as_ref().map_or("", |t| t.as_str())
+                            ),
+                            categories: e
+                                .categories
+                                .iter()
+                                .map(&label_of)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            outcome: match e.outcome {
+                                Outcome::Success => "shared".to_owned(),
+                                Outcome::Denied(_) => "refused".to_owned(),
+                                _ => "error".to_owned(),
+                            },
+                        }
+                    })
+                    .collect();
+                pages::AppCard {
+                    grant_id: g.id.to_string(),
+                    app_name: ehr.client_name(g.client_id()),
+                    categories: g.categories.iter().map(&label_of).collect(),
+                    approved: iso(g.approved_at().date()),
+                    ends: iso((g.ends_at - Duration::seconds(1)).date()),
+                    active,
+                    status,
+                    history,
+                }
+            })
+            .collect();
+        let chrome = Chrome {
+            csrf: &session.csrf,
+            signed_in_as: Some(&user.display_name),
+        };
+        html(
+            ehr,
+            StatusCode::OK,
+            pages::apps(&chrome, &user.display_name, &cards, notice),
+        )
+    })
 }
 
 fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
@@ -1361,48 +1373,27 @@ fn launchable_apps(ehr: &Ehr) -> Vec<pages::LaunchableApp> {
 }
 
 fn launch_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
-    let Some((sid, session, new)) = session_for(ehr, req) else {
-        return problem_page(
-            ehr,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "",
-            "Busy",
-            "The portal is busy; try again shortly.",
-        );
-    };
-    let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
+    signed_in_page(ehr, req, |session, user| {
         let chrome = Chrome {
             csrf: &session.csrf,
-            signed_in_as: None,
+            signed_in_as: Some(&user.display_name),
         };
-        let mut r = html(ehr, StatusCode::OK, pages::login(&chrome, None, None, None));
-        if new {
-            set_cookie(&mut r, &sid);
-        }
-        return r;
-    };
-    let chrome = Chrome {
-        csrf: &session.csrf,
-        signed_in_as: Some(&user.display_name),
-    };
-    let apps = launchable_apps(ehr);
-    let mut r = html(ehr, StatusCode::OK, pages::launch(&chrome, &apps, notice));
-    // Each Open button ends in a redirect to that app's launch URL.
-    let targets: BTreeSet<String> = apps
-        .iter()
-        .filter_map(|a| {
-            let id = fhirguard::ClientId::new(a.client_id.as_str()).ok()?;
-            let client = fhirguard::token::ClientRegistry::client(ehr.clients.as_ref(), &id)?;
-            super::origin_of(client.launch_uri.as_deref()?)
-        })
-        .collect();
-    let targets: Vec<String> = targets.into_iter().collect();
-    r.headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, super::portal_csp(&targets));
-    if new {
-        set_cookie(&mut r, &sid);
-    }
-    r
+        let apps = launchable_apps(ehr);
+        let mut r = html(ehr, StatusCode::OK, pages::launch(&chrome, &apps, notice));
+        // Each Open button ends in a redirect to that app's launch URL.
+        let targets: BTreeSet<String> = apps
+            .iter()
+            .filter_map(|a| {
+                let id = fhirguard::ClientId::new(a.client_id.as_str()).ok()?;
+                let client = fhirguard::token::ClientRegistry::client(ehr.clients.as_ref(), &id)?;
+                super::origin_of(client.launch_uri.as_deref()?)
+            })
+            .collect();
+        let targets: Vec<String> = targets.into_iter().collect();
+        r.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, super::portal_csp(&targets));
+        r
+    })
 }
 
 /// The EHR launch: a single-use handle bound to this app, this patient and this user, and a

@@ -42,7 +42,7 @@ pub fn smart_router(server: Arc<AuthorizationServer>, host: Arc<dyn AuthorizeHos
 
 async fn handle(State(endpoints): State<Arc<SmartEndpoints>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match ::axum::body::to_bytes(body, MAX_FORM_LEN).await {
+    let bytes = match super::read_body(body, &parts.headers, MAX_FORM_LEN).await {
         Ok(b) => b,
         Err(_) => {
             let mut r = problem_response(PublicProblem::PayloadTooLarge).map(Body::from);

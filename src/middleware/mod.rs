@@ -28,6 +28,7 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+mod body;
 mod config;
 mod context;
 mod cors;
@@ -37,6 +38,7 @@ mod service;
 mod stages;
 mod token_cache;
 
+pub use body::{BodyReadError, OVERSIZED_DRAIN_FACTOR, read_body};
 pub use config::{
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PUBLIC_PATHS, GuardConfig, GuardConfigBuilder,
     GuardConfigError,

@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::{BodyReadError, read_body};
 use super::config::GuardConfig;
 use super::context::{GuardContext, GuardRejection};
 use super::cors::CorsClass;
@@ -1034,22 +1035,11 @@ async fn read_request_body<B>(
 ) -> Result<Bytes, GuardRejection>
 where
     B: Body,
-    B::Error: Into<BoxError>,
 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(GuardRejection::BodyTooLarge);
-    }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(GuardRejection::BodyTooLarge)
-        }
-        Err(_) => Err(GuardRejection::BodyUnreadable),
-    }
+    read_body(body, headers, max).await.map_err(|e| match e {
+        BodyReadError::TooLarge => GuardRejection::BodyTooLarge,
+        BodyReadError::Unreadable => GuardRejection::BodyUnreadable,
+    })
 }
 
 /// Characters left as they are in an added query value; everything else is percent-encoded.

@@ -811,7 +811,7 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
         return response.map(Body::new);
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let bytes = match fhirguard::middleware::read_body(body, &parts.headers, MAX_BODY).await {
         Ok(b) => b.to_vec(),
         Err(_) => {
             let mut r =

@@ -44,7 +44,7 @@ where
     if declared.is_some_and(|n| n > drain_cap as u64) {
         return Err(BodyReadError::TooLarge);
     }
-    let keep = !declared.is_some_and(|n| n > max as u64);
+    let keep = declared.is_none_or(|n| n <= max as u64);
     let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
     let mut seen = 0usize;

@@ -9,7 +9,9 @@
 //! Environment: `LOAD_SECONDS` (default 5), `LOAD_CONNECTIONS` (32), `LOAD_THREADS` (2),
 //! `LOAD_MIN_RATIO` (0.70; below it the run fails), `WRK` (path of wrk, default `wrk`),
 //! `LOAD_REPORT` (a file to write the Markdown result rows to), `LOAD_TOKEN_CACHE` (`1`,
-//! the default: validate through `CachedTokenValidator`; `0`: verify every signature).
+//! the default: validate through `CachedTokenValidator`; `0`: verify every signature),
+//! `LOAD_INPROC_REQUESTS` (20000: requests per side of the in-process measurement),
+//! `LOAD_INPROC_ONLY` (`1`: stop after the in-process measurement, e.g. to profile it).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,6 +51,11 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 
 use fhir_store::FhirStore;
+
+/// The system allocator, counting: the in-process measurement reports how many allocations
+/// each request costs (the same counting on both sides).
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 const ISSUER: &str = "https://ehr.example.org/auth";
 const FHIR_BASE: &str = "https://ehr.example.org/fhir";
@@ -330,14 +337,16 @@ fn main() {
 
     // In-process cost per request (no sockets): the guard's own work next to the handler's.
     let inproc = |label: &str, svc: &mut dyn FnMut() -> StatusCode| {
-        let n = 20_000u32;
+        let n = u32::try_from(env_u64("LOAD_INPROC_REQUESTS", 20_000)).unwrap_or(u32::MAX);
+        let region = stats_alloc::Region::new(GLOBAL);
         let start = std::time::Instant::now();
         for _ in 0..n {
             assert_eq!(svc(), StatusCode::OK);
         }
         let per = start.elapsed() / n;
+        let allocs = region.change().allocations as u64 / u64::from(n);
         println!(
-            "in-process {label}: {:.1} µs per request",
+            "in-process {label}: {:.1} µs, {allocs} allocations per request",
             per.as_secs_f64() * 1e6
         );
         per

@@ -932,9 +932,20 @@ impl Shared {
     }
 }
 
-/// Parses a JSON object keeping only `fields` (the rest is checked for syntax and skipped).
+/// The keys enforcement and classification read inside a kept element: a CodeableConcept's
+/// `coding`, a Coding's (or a bare code's) `system` and `code`, a Reference's `reference`.
+/// Everything else nested in a kept element (`display`, `text`, extensions…) is skipped.
+const PROBE_NESTED_KEYS: &[&str] = &["coding", "code", "system", "reference"];
+
+/// Parses a JSON object keeping only `fields`, and inside them only [`PROBE_NESTED_KEYS`]; the
+/// rest is checked for syntax and skipped, never built.
+///
+/// Every reader of the result (`Enforcer::check_read`, `CategoryRegistry::classify`) looks
+/// at the top-level `fields` and, below them, only at those keys, so the pruned value decides
+/// exactly as the whole resource would. Pruning only ever removes: a reader that wanted more
+/// would find nothing and refuse, never allow.
 fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
     struct Seed<'a>(&'a [String]);
 
@@ -955,7 +966,7 @@ fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
             while let Some(wanted) = map.next_key_seed(Field(self.0))? {
                 match wanted {
                     Some(index) => {
-                        let value: Value = map.next_value()?;
+                        let value = map.next_value_seed(Pruned)?;
                         out.insert(self.0[index].clone(), value);
                     }
                     None => {
@@ -967,24 +978,85 @@ fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
         }
     }
 
-    /// A key, matched against the wanted fields as it is read: the index of the field it
-    /// names, or `None`, without allocating (escaped keys arrive as `visit_str`).
-    struct Field<'a>(&'a [String]);
+    /// A kept element's value: scalars and arrays as they are, objects with only
+    /// [`PROBE_NESTED_KEYS`].
+    struct Pruned;
 
-    impl<'de> DeserializeSeed<'de> for Field<'_> {
+    impl<'de> DeserializeSeed<'de> for Pruned {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Pruned {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+            while let Some(item) = seq.next_element_seed(Pruned)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(wanted) = map.next_key_seed(Field(PROBE_NESTED_KEYS))? {
+                match wanted {
+                    Some(index) => {
+                        let value = map.next_value_seed(Pruned)?;
+                        out.insert(PROBE_NESTED_KEYS[index].to_owned(), value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    /// A key, matched against the wanted names as it is read: the index of the name, or
+    /// `None`, without allocating (escaped keys arrive as `visit_str`).
+    struct Field<'a, N>(&'a [N]);
+
+    impl<'de, N: AsRef<str>> DeserializeSeed<'de> for Field<'_, N> {
         type Value = Option<usize>;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_str(self)
         }
     }
 
-    impl Visitor<'_> for Field<'_> {
+    impl<N: AsRef<str>> Visitor<'_> for Field<'_, N> {
         type Value = Option<usize>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an element name")
         }
         fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-            Ok(self.0.iter().position(|f| f == key))
+            Ok(self.0.iter().position(|f| f.as_ref() == key))
         }
     }
 
@@ -1190,6 +1262,113 @@ mod tests {
         assert!(probe(br#"{"resourceType":"Observation"} trailing"#, &fields).is_none());
         assert!(probe(br#"{"resourceType":"Observation","x":[1,}"#, &fields).is_none());
         assert!(probe(b"[1,2]", &fields).is_none());
+    }
+
+    /// The pruned probe decides exactly as the whole resource: same classification, same
+    /// `check_read` outcome under several grants, for every resource of both fixture patients.
+    #[test]
+    fn pruned_probe_decides_like_the_whole_resource() {
+        use crate::category::CategoryRegistry;
+        use crate::enforce::EnforceConfig;
+        use crate::fhir::{Interaction, ResourceType};
+
+        let registry = CategoryRegistry::default_registry();
+        let mut fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
+        for name in &registry.element_names {
+            if !fields.contains(name) {
+                fields.push(name.clone());
+            }
+        }
+        let all: Vec<CategoryId> = registry.categories().iter().map(|c| c.id.clone()).collect();
+        let vitals = vec![CategoryId::new("vital-signs").unwrap()];
+        let cases: Vec<(&str, &str, Vec<CategoryId>)> = vec![
+            ("355", "patient/*.rs", all.clone()),
+            (
+                "355",
+                "patient/Observation.rs patient/Patient.r",
+                vitals.clone(),
+            ),
+            (
+                "355",
+                "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+                all.clone(),
+            ),
+            ("85", "patient/*.rs", all),
+            ("85", "patient/Condition.rs?clinical-status=active", vitals),
+        ];
+        /// Bundle-internal `urn:uuid:` references as the server's `Type/id` ones.
+        fn localise(v: &mut Value, ids: &std::collections::HashMap<String, String>) {
+            match v {
+                Value::Object(map) => {
+                    for (k, item) in map.iter_mut() {
+                        match item {
+                            Value::String(r) if k == "reference" => {
+                                if let Some(local) = ids.get(r.as_str()) {
+                                    *r = local.clone();
+                                }
+                            }
+                            _ => localise(item, ids),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|i| localise(i, ids)),
+                _ => {}
+            }
+        }
+        let (mut compared, mut allowed) = (0, 0);
+        for bundle in [
+            include_str!("../../tests/fixtures/uscore_bundle_patient_355.json"),
+            include_str!("../../tests/fixtures/uscore_bundle_patient_85.json"),
+        ] {
+            let mut bundle: Value = serde_json::from_str(bundle).unwrap();
+            let ids: std::collections::HashMap<String, String> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let r = &e["resource"];
+                    let local = format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap(),
+                        r["id"].as_str().unwrap()
+                    );
+                    (e["fullUrl"].as_str().unwrap().to_owned(), local)
+                })
+                .collect();
+            localise(&mut bundle, &ids);
+            for entry in bundle["entry"].as_array().unwrap() {
+                let whole = &entry["resource"];
+                let bytes = serde_json::to_vec(whole).unwrap();
+                let pruned = probe(&bytes, &fields).unwrap();
+                assert_eq!(registry.classify(whole), registry.classify(&pruned));
+                let ty = whole["resourceType"].as_str().unwrap();
+                let mut request = FhirRequest::new(Interaction::Read);
+                request.resource_type = ResourceType::new(ty);
+                for (patient, scope, categories) in &cases {
+                    let (grants, _) = resource_grants(scope);
+                    let enforcer = Enforcer::new(
+                        &registry,
+                        grants.as_slice(),
+                        Some(PatientId::new(*patient).unwrap()),
+                        categories.iter().cloned(),
+                        EnforceConfig::default(),
+                    );
+                    let decision = enforcer.check_read(&request, whole);
+                    assert_eq!(
+                        decision,
+                        enforcer.check_read(&request, &pruned),
+                        "{ty} under {scope}"
+                    );
+                    compared += 1;
+                    allowed += usize::from(decision.is_ok());
+                }
+            }
+        }
+        // Both outcomes are exercised.
+        assert!(
+            compared > 100 && allowed > 20 && allowed < compared,
+            "{allowed}/{compared}"
+        );
     }
 
     #[test]

@@ -469,6 +469,7 @@ fn every_public_problem_is_generic() {
         PublicProblem::NotFound,
         PublicProblem::MethodNotAllowed,
         PublicProblem::NotSupported,
+        PublicProblem::NotAcceptable,
         PublicProblem::PayloadTooLarge,
         PublicProblem::UriTooLong,
         PublicProblem::UnsupportedMediaType,

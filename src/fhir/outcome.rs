@@ -33,6 +33,8 @@ pub enum PublicProblem {
     MethodNotAllowed,
     /// 400 with `not-supported`: an operation or feature the server does not offer.
     NotSupported,
+    /// 406: the client accepts no format this API answers in (it speaks FHIR JSON only).
+    NotAcceptable,
     /// 413: the body is too large.
     PayloadTooLarge,
     /// 414: the request target is too long.
@@ -58,6 +60,7 @@ impl PublicProblem {
             PublicProblem::Forbidden => StatusCode::FORBIDDEN,
             PublicProblem::NotFound => StatusCode::NOT_FOUND,
             PublicProblem::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PublicProblem::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             PublicProblem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PublicProblem::UriTooLong => StatusCode::URI_TOO_LONG,
             PublicProblem::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,6 +80,7 @@ impl PublicProblem {
             PublicProblem::NotFound => "not-found",
             PublicProblem::MethodNotAllowed
             | PublicProblem::NotSupported
+            | PublicProblem::NotAcceptable
             | PublicProblem::UnsupportedMediaType => "not-supported",
             PublicProblem::PayloadTooLarge
             | PublicProblem::UriTooLong
@@ -96,6 +100,7 @@ impl PublicProblem {
             PublicProblem::NotFound => "API-404",
             PublicProblem::MethodNotAllowed => "API-405",
             PublicProblem::NotSupported => "API-400-NS",
+            PublicProblem::NotAcceptable => "API-406",
             PublicProblem::PayloadTooLarge => "API-413",
             PublicProblem::UriTooLong => "API-414",
             PublicProblem::UnsupportedMediaType => "API-415",
@@ -115,6 +120,9 @@ impl PublicProblem {
             PublicProblem::NotFound => "The requested resource was not found.",
             PublicProblem::MethodNotAllowed => "This method is not allowed here.",
             PublicProblem::NotSupported => "This request is not supported.",
+            PublicProblem::NotAcceptable => {
+                "The requested format is not available; this API answers in FHIR JSON."
+            }
             PublicProblem::PayloadTooLarge => "The request body is too large.",
             PublicProblem::UriTooLong => "The request URL is too long.",
             PublicProblem::UnsupportedMediaType => "The content type is not supported.",

@@ -113,7 +113,8 @@ pub enum SanitizeError {
     /// general `_format` and `_pretty`.
     #[error("this interaction takes no parameters")]
     ParametersNotAllowed,
-    /// `_format` asks for something other than JSON (XML, Turtle…): this API speaks JSON only.
+    /// `_format`, or without it `Accept`, asks for something other than JSON (XML, Turtle…):
+    /// this API speaks JSON only (`406`).
     #[error("only JSON formats are served")]
     UnsupportedFormat,
     /// A modifier that the parameter's type does not allow.
@@ -213,7 +214,8 @@ impl SanitizeError {
             E::UnsupportedMediaType => PublicProblem::UnsupportedMediaType,
             E::MethodNotAllowed => PublicProblem::MethodNotAllowed,
             E::NotUnderBase | E::UnknownResourceType | E::UnknownRoute => PublicProblem::NotFound,
-            E::UnknownOperation | E::UnsupportedFormat => PublicProblem::NotSupported,
+            E::UnknownOperation => PublicProblem::NotSupported,
+            E::UnsupportedFormat => PublicProblem::NotAcceptable,
             _ => PublicProblem::BadRequest,
         }
     }

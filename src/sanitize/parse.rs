@@ -258,6 +258,11 @@ impl Sanitizer {
         }
         let route = self.route(method, path)?;
         let handling = self.handling(headers)?;
+        // `_format` overrides `Accept` (FHIR R4 http §3.1.0.1.7); `general_param` checks it.
+        let format_param = query.is_some_and(|q| q.contains("_format="));
+        if !format_param && !accepts_fhir_json(headers) {
+            return Err(SanitizeError::UnsupportedFormat);
+        }
 
         let is_post_search = *method == Method::POST
             && matches!(
@@ -952,6 +957,48 @@ fn split_unescaped_raw(s: Cow<'_, str>) -> Vec<String> {
     parts
 }
 
+/// Whether `Accept` (absent, or any of its values) admits FHIR JSON: `application/fhir+json`,
+/// `application/json`, `text/json`, `application/*` or `*/*` with a non-zero `q`. A value
+/// that is not visible ASCII is ignored, as HTTP lets a server do with an Accept it cannot
+/// read.
+fn accepts_fhir_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let mut readable = false;
+    for value in values {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        readable = true;
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            let json = [
+                "application/fhir+json",
+                "application/json",
+                "text/json",
+                "application/*",
+                "*/*",
+            ]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m));
+            if json && !refused {
+                return true;
+            }
+        }
+    }
+    // Only unreadable values: treat as no Accept at all.
+    !readable
+}
+
 fn check_headers(
     headers: &HeaderMap,
     max_count: usize,
@@ -1384,6 +1431,60 @@ mod tests {
         assert_eq!(
             check_raw("a|b", false).unwrap_err(),
             SanitizeError::IllegalCharacter
+        );
+    }
+
+    #[test]
+    fn accept_must_admit_fhir_json() {
+        let get = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, http::HeaderValue::from_str(accept).unwrap());
+            s().parse_parts(&Method::GET, "/fhir/Patient/1", &headers, b"")
+        };
+        for ok in [
+            "application/fhir+json",
+            "application/fhir+json; fhirVersion=4.0",
+            "application/json",
+            "*/*",
+            "application/*",
+            "text/html, application/fhir+xml;q=0.9, */*;q=0.8",
+            "APPLICATION/FHIR+JSON",
+        ] {
+            assert!(get(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "application/fhir+xml",
+            "application/xml, text/xml",
+            "text/turtle",
+            "application/fhir+json;q=0, application/fhir+xml",
+            "text/html",
+        ] {
+            assert_eq!(
+                get(refused).unwrap_err(),
+                SanitizeError::UnsupportedFormat,
+                "{refused}"
+            );
+        }
+        // `_format` overrides `Accept`.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            http::HeaderValue::from_static("application/fhir+xml"),
+        );
+        assert!(
+            s().parse_parts(&Method::GET, "/fhir/Patient/1?_format=json", &headers, b"")
+                .is_ok()
+        );
+        assert_eq!(
+            s().parse_parts(
+                &Method::GET,
+                "/fhir/Patient/1?_format=xml",
+                &HeaderMap::new(),
+                b""
+            )
+            .unwrap_err()
+            .public(),
+            crate::fhir::PublicProblem::NotAcceptable
         );
     }
 

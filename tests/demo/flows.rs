@@ -1247,7 +1247,7 @@ fn ehr_launch_from_the_portal() {
 }
 
 /// FHIR's general parameters: `_format` with a JSON type and `_pretty` work on every path;
-/// other formats are refused with an OperationOutcome.
+/// other formats are refused with a 406 OperationOutcome.
 #[test]
 fn format_and_pretty_are_general_parameters() {
     let d = demo();
@@ -1264,7 +1264,7 @@ fn format_and_pretty_are_general_parameters() {
             assert_eq!(meta.json()["resourceType"], "CapabilityStatement");
         }
         let xml = b.get(&format!("{fhir}/metadata?_format=xml")).await;
-        assert_eq!(xml.status, 400);
+        assert_eq!(xml.status, 406);
         assert_eq!(xml.json()["resourceType"], "OperationOutcome");
     });
 }

@@ -515,6 +515,25 @@ fn approve_two_categories_read_them_refresh_revoke() {
             .await;
         assert_eq!(vitals.status, 200, "{}", vitals.text());
         assert!(!entries(&vitals.json()).is_empty());
+        // A read carries the version as a weak ETag and Last-Modified (FHIR R4 http.html#read).
+        let first = &entries(&vitals.json())[0];
+        let read = browser
+            .get_with(
+                &format!("{fhir}/Observation/{}", first["id"].as_str().unwrap()),
+                &h,
+            )
+            .await;
+        assert_eq!(read.status, 200, "{}", read.text());
+        let version = read.json()["meta"]["versionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(read.header("etag"), Some(format!("W/\"{version}\"")));
+        let modified = read.header("last-modified").unwrap();
+        assert!(
+            modified.ends_with(" GMT") && modified.len() == 29,
+            "{modified}"
+        );
         let all = browser
             .get_with(
                 &format!("{fhir}/Observation?patient={patient}&_count=200"),

@@ -17,6 +17,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tower::Layer as _;
 
+use fhirguard::fhir::Interaction;
 use fhirguard::middleware::{GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService};
 use fhirguard::sanitize::{ParamTable, ParamType};
 use fhirguard::token::AuthorizationServer;
@@ -90,12 +91,21 @@ impl FhirApi {
                     return status_only(StatusCode::INTERNAL_SERVER_ERROR);
                 };
                 match self.store.answer(&ctx.request, &self.fhir_base) {
-                    Ok(body) => fhir_json(
-                        StatusCode::OK,
-                        serde_json::to_vec(&body)
-                            .map(Bytes::from)
-                            .unwrap_or_default(),
-                    ),
+                    Ok(body) => {
+                        let mut response = fhir_json(
+                            StatusCode::OK,
+                            serde_json::to_vec(&body)
+                                .map(Bytes::from)
+                                .unwrap_or_default(),
+                        );
+                        if matches!(
+                            ctx.request.interaction,
+                            Interaction::Read | Interaction::Vread
+                        ) {
+                            version_headers(&body, response.headers_mut());
+                        }
+                        response
+                    }
                     // The guard replaces error bodies by its generic OperationOutcome (a
                     // missing resource looks exactly like a denied one); only the status counts.
                     Err(StoreError::NotFound) => status_only(StatusCode::NOT_FOUND),
@@ -126,6 +136,32 @@ fn fhir_json(status: StatusCode, body: Bytes) -> Response<GuardBody> {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
+}
+
+/// `ETag` (weak, the version id) and `Last-Modified` of a read resource, as FHIR R4's read
+/// interaction asks (http.html#read).
+fn version_headers(resource: &Value, headers: &mut http::HeaderMap) {
+    let meta = &resource["meta"];
+    if let Some(etag) = meta["versionId"]
+        .as_str()
+        .filter(|v| fhirguard::sanitize::is_valid_id(v))
+        .and_then(|v| HeaderValue::from_str(&format!("W/\"{v}\"")).ok())
+    {
+        headers.insert(header::ETAG, etag);
+    }
+    let imf_fixdate = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    if let Some(modified) = meta["lastUpdated"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(imf_fixdate).ok())
+        .and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        headers.insert(header::LAST_MODIFIED, modified);
+    }
 }
 
 fn status_only(status: StatusCode) -> Response<GuardBody> {

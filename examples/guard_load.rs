@@ -10,7 +10,7 @@
 //! `LOAD_MIN_RATIO` (0.70; below it the run fails), `WRK` (path of wrk, default `wrk`),
 //! `LOAD_REPORT` (a file to write the Markdown result rows to), `LOAD_TOKEN_CACHE` (`1`,
 //! the default: validate through `CachedTokenValidator`; `0`: verify every signature),
-//! `LOAD_INPROC_REQUESTS` (20000: requests per side of the in-process measurement),
+//! `LOAD_SERVER_THREADS` (2: tokio worker threads of the servers), `LOAD_INPROC_REQUESTS` (20000: requests per side of the in-process measurement),
 //! `LOAD_INPROC_ONLY` (`1`: stop after the in-process measurement, e.g. to profile it).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -236,7 +236,7 @@ fn main() {
     let wrk = std::env::var("WRK").unwrap_or_else(|_| "wrk".into());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(usize::try_from(env_u64("LOAD_SERVER_THREADS", 2)).unwrap_or(2))
         .enable_all()
         .build()
         .unwrap();

@@ -984,6 +984,8 @@ fn accepts_fhir_json(headers: &HeaderMap) -> bool {
             let json = [
                 "application/fhir+json",
                 "application/json",
+                // The DSTU2 name, still sent by older clients.
+                "application/json+fhir",
                 "text/json",
                 "application/*",
                 "*/*",
@@ -1295,9 +1297,14 @@ fn general_param(name: &str, value: &str) -> Result<bool, SanitizeError> {
     match name {
         "_format" => {
             let media = value.split(';').next().unwrap_or("").trim();
-            let json = ["json", "application/json", "application/fhir+json"]
-                .iter()
-                .any(|m| media.eq_ignore_ascii_case(m));
+            let json = [
+                "json",
+                "application/json",
+                "application/fhir+json",
+                "application/json+fhir",
+            ]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m));
             if json {
                 Ok(true)
             } else if media.is_empty() {
@@ -1449,6 +1456,7 @@ mod tests {
             "application/*",
             "text/html, application/fhir+xml;q=0.9, */*;q=0.8",
             "APPLICATION/FHIR+JSON",
+            "application/json+fhir",
         ] {
             assert!(get(ok).is_ok(), "{ok}");
         }

@@ -792,22 +792,12 @@ pub(crate) type Resp = Response<Vec<u8>>;
 async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/fhir" || path.starts_with("/fhir/") {
-        // The guard reads the body itself (up to the sanitizer's limit).
-        let head = req.method() == http::Method::HEAD;
-        let metadata = path == "/fhir/metadata";
-        let mut req = req;
-        if head && metadata {
-            // The sanitizer types `/metadata` as a GET interaction only; HEAD is the same
-            // request without the body (RFC 9110), so ask as GET and drop the body below.
-            *req.method_mut() = http::Method::GET;
-        }
-        let mut response = match ehr.fhir.clone().oneshot(req).await {
+        // The guard reads the body itself (up to the sanitizer's limit) and types HEAD on
+        // `/metadata` as the capabilities interaction; hyper sends no body for HEAD.
+        let response = match ehr.fhir.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        if head {
-            *response.body_mut() = Default::default();
-        }
         return response.map(Body::new);
     }
     let (parts, body) = req.into_parts();

@@ -15,7 +15,6 @@ use ::axum::body::Body;
 use ::axum::extract::{Request, State};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::any;
-use http::StatusCode;
 
 use super::endpoints::{AuthorizeHost, SmartEndpoints};
 use crate::clock::SystemClock;
@@ -44,10 +43,12 @@ async fn handle(State(endpoints): State<Arc<SmartEndpoints>>, request: Request) 
     let (parts, body) = request.into_parts();
     let bytes = match super::read_body(body, &parts.headers, MAX_FORM_LEN).await {
         Ok(b) => b,
-        Err(_) => {
-            let mut r = problem_response(PublicProblem::PayloadTooLarge).map(Body::from);
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return r.into_response();
+        Err(e) => {
+            let problem = match e {
+                super::BodyReadError::TooLarge => PublicProblem::PayloadTooLarge,
+                _ => PublicProblem::BadRequest,
+            };
+            return problem_response(problem).map(Body::from).into_response();
         }
     };
     let request = http::Request::from_parts(parts, bytes);

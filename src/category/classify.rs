@@ -154,7 +154,7 @@ impl CategoryRegistry {
         Class::Indices(found)
     }
 
-    fn expand(&self, resource_type: &str, class: Class) -> Classification {
+    pub(crate) fn expand(&self, resource_type: &str, class: Class) -> Classification {
         let membership = match class {
             Class::Indices(idx) => Membership::Categories(
                 idx.into_iter()

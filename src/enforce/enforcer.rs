@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::decision::{Concealment, Decision, DenyReason, ResponseCheck, WireOutcome, outcome};
 use super::grant::{Need, ResourceGrant, ScopeContext};
-use crate::category::{CategoryRegistry, Class, for_each_coding};
+use crate::category::{CategoryRegistry, Class, Classification, for_each_coding};
 use crate::fhir::{FhirRequest, Interaction, SearchParam};
 use crate::ids::{CategoryId, PatientId};
 
@@ -236,8 +236,8 @@ impl<'r> Enforcer<'r> {
     // Resource checks
     // -----------------------------------------------------------------------------------------
 
-    fn category_granted(&self, resource_type: &str, resource: &Value) -> bool {
-        match self.registry.classify_typed(resource_type, resource) {
+    fn category_granted(&self, resource_type: &str, class: &Class) -> bool {
+        match class {
             Class::Indices(idx) => idx
                 .iter()
                 .any(|&i| self.granted.get(usize::from(i)).copied().unwrap_or(false)),
@@ -281,6 +281,16 @@ impl<'r> Enforcer<'r> {
 
     /// The full visibility check of one resource for a permission.
     pub fn visible(&self, resource: &Value, need: Need) -> Result<(), DenyReason> {
+        self.visible_as(resource, need).map(|_| ())
+    }
+
+    /// [`Enforcer::visible`], also returning the resource's type and class (computed for the
+    /// category check, so a caller that records the categories need not classify again).
+    fn visible_as<'v>(
+        &self,
+        resource: &'v Value,
+        need: Need,
+    ) -> Result<(&'v str, Class), DenyReason> {
         let resource_type = resource
             .get("resourceType")
             .and_then(Value::as_str)
@@ -314,10 +324,11 @@ impl<'r> Enforcer<'r> {
         {
             return Err(DenyReason::OutsideCompartment);
         }
-        if !self.category_granted(resource_type, resource) {
+        let class = self.registry.classify_typed(resource_type, resource);
+        if !self.category_granted(resource_type, &class) {
             return Err(DenyReason::CategoryNotGranted);
         }
-        Ok(())
+        Ok((resource_type, class))
     }
 
     /// Checks a resource returned by a read or vread (permission `r`).
@@ -333,6 +344,22 @@ impl<'r> Enforcer<'r> {
             }
         }
         self.check_resource(resource)
+    }
+
+    /// [`Enforcer::check_read`], returning the resource's classification when it is allowed
+    /// (what the audit record discloses), from the one classification the check made.
+    pub fn check_read_classified(
+        &self,
+        request: &FhirRequest,
+        resource: &Value,
+    ) -> Result<Classification, DenyReason> {
+        if let Some(t) = &request.resource_type {
+            if resource.get("resourceType").and_then(Value::as_str) != Some(t.as_str()) {
+                return Err(DenyReason::TypeMismatch);
+            }
+        }
+        let (resource_type, class) = self.visible_as(resource, Need::Read)?;
+        Ok(self.registry.expand(resource_type, class))
     }
 
     /// Checks a resource a write sends (create, update, patch result) or removes (delete: pass

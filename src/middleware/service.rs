@@ -676,12 +676,10 @@ impl Shared {
             ResponseCheck::Resource => {
                 let resource = probe(&body, &self.probe_fields)
                     .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
-                enforcer
-                    .check_read(request, &resource)
+                let class = enforcer
+                    .check_read_classified(request, &resource)
                     .map_err(GuardRejection::ResponseDenied)?;
-                if let Ok(class) = registry.classify(&resource) {
-                    trail.categories.extend(class.categories().iter().cloned());
-                }
+                trail.categories.extend(class.categories().iter().cloned());
                 trail.decision = Some(if narrowed {
                     PolicyDecision::Narrowed { withheld: 0 }
                 } else {
@@ -1357,6 +1355,13 @@ mod tests {
                     assert_eq!(
                         decision,
                         enforcer.check_read(&request, &pruned),
+                        "{ty} under {scope}"
+                    );
+                    // One classification for the check and the audit record: the same
+                    // as classifying apart.
+                    assert_eq!(
+                        enforcer.check_read_classified(&request, &pruned),
+                        decision.clone().map(|()| registry.classify(whole).unwrap()),
                         "{ty} under {scope}"
                     );
                     compared += 1;

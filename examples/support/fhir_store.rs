@@ -445,9 +445,9 @@ impl FhirStore {
         let mut summary_count = false;
         for param in params {
             match param.name.as_str() {
-                "_count" => {
-                    count = parse_usize(param)?.clamp(1, MAX_PAGE);
-                }
+                // `_count=0` asks for no entries: a page may hold fewer than asked, never
+                // more (R4 search.html, paging).
+                "_count" => count = parse_usize(param)?.min(MAX_PAGE),
                 "_offset" => offset = parse_usize(param)?,
                 "_include" => includes.extend(param.values.iter().cloned()),
                 "_revinclude" => revincludes.extend(param.values.iter().cloned()),
@@ -502,7 +502,7 @@ impl FhirStore {
         });
         let self_url = page_url(base, ty, params, offset, count, compartment);
         let mut links = vec![json!({"relation": "self", "url": self_url})];
-        if summary_count {
+        if summary_count || count == 0 {
             bundle["link"] = Value::Array(links);
             return Ok(bundle);
         }

@@ -694,6 +694,17 @@ impl Shared {
                     return Err(GuardRejection::UpstreamResponse);
                 }
                 let report = enforcer.filter_bundle(&mut bundle);
+                // A page of `_count=0` holds no entries, so the filter cannot know how many
+                // of the server's matches the grant shows: no total rather than a wrong one
+                // (the server's would count what the grant hides).
+                let count_only = request
+                    .params_named("_count")
+                    .any(|p| p.values.iter().any(|v| v.parse::<u32>() == Ok(0)));
+                if count_only {
+                    if let Some(obj) = bundle.as_object_mut() {
+                        obj.remove("total");
+                    }
+                }
                 if let Some(Value::Array(entries)) = bundle.get("entry") {
                     for entry in entries {
                         if let Some(resource) = entry.get("resource") {

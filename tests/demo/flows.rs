@@ -541,6 +541,18 @@ fn approve_two_categories_read_them_refresh_revoke() {
             )
             .await;
         assert_eq!(all.status, 200, "{}", all.text());
+        // `_count=0`: no entries (a page never holds more than asked), and no total, which
+        // would count what the grant hides.
+        let none = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&_count=0"),
+                &h,
+            )
+            .await;
+        assert_eq!(none.status, 200, "{}", none.text());
+        assert_eq!(none.json()["resourceType"], "Bundle");
+        assert!(entries(&none.json()).is_empty(), "{}", none.text());
+        assert!(none.json().get("total").is_none(), "{}", none.text());
         let all = entries(&all.json());
         assert!(!all.is_empty());
         for o in &all {

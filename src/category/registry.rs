@@ -484,6 +484,11 @@ impl CategoryRegistry {
             .and_then(|&i| self.categories.get(usize::from(i)))
     }
 
+    /// The index of the category with this id in [`CategoryRegistry::categories`].
+    pub(crate) fn index_of(&self, id: &CategoryId) -> Option<usize> {
+        self.by_id.get(id).map(|&i| usize::from(i))
+    }
+
     /// Every declared category id.
     pub fn ids(&self) -> impl Iterator<Item = &CategoryId> {
         self.categories.iter().map(|c| &c.id)

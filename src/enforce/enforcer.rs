@@ -106,11 +106,13 @@ impl<'r> Enforcer<'r> {
         config: EnforceConfig,
     ) -> Self {
         let granted_ids: BTreeSet<CategoryId> = categories.into_iter().collect();
-        let granted = registry
-            .categories()
-            .iter()
-            .map(|c| granted_ids.contains(&c.id))
-            .collect();
+        // One lookup per granted category (a grant names few), not one per declared one.
+        let mut granted = vec![false; registry.categories().len()];
+        for id in &granted_ids {
+            if let Some(slot) = registry.index_of(id).and_then(|i| granted.get_mut(i)) {
+                *slot = true;
+            }
+        }
         Self {
             registry,
             grants: grants.into(),

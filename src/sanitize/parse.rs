@@ -259,7 +259,8 @@ impl Sanitizer {
         let route = self.route(method, path)?;
         let handling = self.handling(headers)?;
         // `_format` overrides `Accept` (FHIR R4 http §3.1.0.1.7); `general_param` checks it.
-        let format_param = query.is_some_and(|q| q.contains("_format="));
+        let format_param =
+            query.is_some_and(|q| bytes::split(q, b'&').any(|p| p.starts_with("_format=")));
         if !format_param && !accepts_fhir_json(headers) {
             return Err(SanitizeError::UnsupportedFormat);
         }

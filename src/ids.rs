@@ -5,6 +5,7 @@
 //! the boundary instead of travelling into stores, logs and SQL parameters.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,16 +71,18 @@ fn category_byte(b: u8) -> bool {
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Cheap to clone: the validated string is shared, not copied (the guard hands the
+        /// same ids to the request context, the rate limiter and the audit record).
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `value` and wraps it.
             pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
                 let value = value.into();
                 check($kind, &value, $max, $alphabet)?;
-                Ok(Self(value))
+                Ok(Self(Arc::from(value)))
             }
 
             /// The identifier as a string slice.
@@ -110,6 +113,12 @@ macro_rules! identifier {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
                 Self::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 

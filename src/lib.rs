@@ -83,6 +83,8 @@ pub mod integrity;
 // --- modules: audit (issue 7) ---
 pub mod audit;
 
+mod json;
+
 // --- modules: middleware / tls (issue 8) ---
 #[cfg(feature = "tower")]
 pub mod middleware;

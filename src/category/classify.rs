@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::registry::{CategoryRegistry, SupportingType};
 use crate::ids::CategoryId;
+use crate::json::JsonView;
 
 /// Why a resource could not be classified. Classification failures are fail-closed: enforcement
 /// treats an unclassifiable resource as outside every grant.
@@ -64,28 +65,30 @@ pub(crate) enum Class {
 
 /// Calls `f(system, code)` for every coding found in an element value: a CodeableConcept, a
 /// list of them, a Coding, or a bare string code (system `""`).
-pub(crate) fn for_each_coding(value: &Value, depth: u8, f: &mut impl FnMut(&str, &str)) {
-    match value {
-        Value::String(code) => f("", code),
-        Value::Array(items) if depth < 2 => {
+pub(crate) fn for_each_coding<V: JsonView>(value: &V, depth: u8, f: &mut impl FnMut(&str, &str)) {
+    if let Some(code) = value.as_str() {
+        f("", code);
+    } else if let Some(items) = value.as_array() {
+        if depth < 2 {
             for item in items {
                 for_each_coding(item, depth + 1, f);
             }
         }
-        Value::Object(obj) => {
-            if let Some(Value::Array(codings)) = obj.get("coding") {
-                for coding in codings {
-                    if let Some(code) = coding.get("code").and_then(Value::as_str) {
-                        let system = coding.get("system").and_then(Value::as_str).unwrap_or("");
-                        f(system, code);
-                    }
+    } else if value.is_object() {
+        if let Some(codings) = value.get("coding").and_then(JsonView::as_array) {
+            for coding in codings {
+                if let Some(code) = coding.get("code").and_then(JsonView::as_str) {
+                    let system = coding
+                        .get("system")
+                        .and_then(JsonView::as_str)
+                        .unwrap_or("");
+                    f(system, code);
                 }
-            } else if let Some(code) = obj.get("code").and_then(Value::as_str) {
-                let system = obj.get("system").and_then(Value::as_str).unwrap_or("");
-                f(system, code);
             }
+        } else if let Some(code) = value.get("code").and_then(JsonView::as_str) {
+            let system = value.get("system").and_then(JsonView::as_str).unwrap_or("");
+            f(system, code);
         }
-        _ => {}
     }
 }
 
@@ -125,7 +128,7 @@ impl CategoryRegistry {
     }
 
     /// The fast path used by enforcement: the type is already known.
-    pub(crate) fn classify_typed(&self, resource_type: &str, resource: &Value) -> Class {
+    pub(crate) fn classify_typed<V: JsonView>(&self, resource_type: &str, resource: &V) -> Class {
         let Some(index) = self.type_index(resource_type) else {
             return Class::Implicit;
         };

@@ -11,6 +11,7 @@ use super::grant::{Need, ResourceGrant, ScopeContext};
 use crate::category::{CategoryRegistry, Class, Classification, for_each_coding};
 use crate::fhir::{FhirRequest, Interaction, SearchParam};
 use crate::ids::{CategoryId, PatientId};
+use crate::json::JsonView;
 
 /// Deployment settings of enforcement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,7 +194,7 @@ impl<'r> Enforcer<'r> {
 
     /// Whether `grant`'s granular constraints hold for `resource`. Unknown constraint
     /// parameters never hold (fail closed).
-    fn constraints_hold(&self, grant: &ResourceGrant, resource: &Value) -> bool {
+    fn constraints_hold<V: JsonView>(&self, grant: &ResourceGrant, resource: &V) -> bool {
         grant.constraints.iter().all(|(param, value)| {
             let Some(element) = CONSTRAINT_ELEMENTS
                 .iter()
@@ -265,18 +266,20 @@ impl<'r> Enforcer<'r> {
             })
     }
 
-    fn in_compartment(&self, resource_type: &str, resource: &Value) -> bool {
+    fn in_compartment<V: JsonView>(&self, resource_type: &str, resource: &V) -> bool {
         let Some(patient) = &self.patient else {
             return false;
         };
         if resource_type == "Patient" {
-            return resource.get("id").and_then(Value::as_str) == Some(patient.as_str());
+            return resource.get("id").and_then(JsonView::as_str) == Some(patient.as_str());
         }
         PATIENT_REFERENCE_ELEMENTS
             .iter()
-            .any(|element| match resource.get(*element) {
-                Some(Value::Array(items)) => items.iter().any(|r| refers_to(r, patient)),
-                Some(r) => refers_to(r, patient),
+            .any(|element| match resource.get(element) {
+                Some(r) => match r.as_array() {
+                    Some(items) => items.iter().any(|r| refers_to(r, patient)),
+                    None => refers_to(r, patient),
+                },
                 None => false,
             })
     }
@@ -288,14 +291,14 @@ impl<'r> Enforcer<'r> {
 
     /// [`Enforcer::visible`], also returning the resource's type and class (computed for the
     /// category check, so a caller that records the categories need not classify again).
-    fn visible_as<'v>(
+    fn visible_as<'v, V: JsonView>(
         &self,
-        resource: &'v Value,
+        resource: &'v V,
         need: Need,
     ) -> Result<(&'v str, Class), DenyReason> {
         let resource_type = resource
             .get("resourceType")
-            .and_then(Value::as_str)
+            .and_then(JsonView::as_str)
             .ok_or(DenyReason::Unclassifiable)?;
         // Scopes: any grant on the type with the letter whose constraints hold.
         let mut named = false;
@@ -355,8 +358,18 @@ impl<'r> Enforcer<'r> {
         request: &FhirRequest,
         resource: &Value,
     ) -> Result<Classification, DenyReason> {
+        self.check_read_view(request, resource)
+    }
+
+    /// [`Enforcer::check_read_classified`] over any view of the resource's JSON (the guard's
+    /// pruned parse of the response bytes).
+    pub(crate) fn check_read_view<V: JsonView>(
+        &self,
+        request: &FhirRequest,
+        resource: &V,
+    ) -> Result<Classification, DenyReason> {
         if let Some(t) = &request.resource_type {
-            if resource.get("resourceType").and_then(Value::as_str) != Some(t.as_str()) {
+            if resource.get("resourceType").and_then(JsonView::as_str) != Some(t.as_str()) {
                 return Err(DenyReason::TypeMismatch);
             }
         }
@@ -993,10 +1006,10 @@ fn reference_patient_id(reference: &str) -> Option<&str> {
     (ty == "Patient" && !id.is_empty()).then_some(id)
 }
 
-fn refers_to(reference: &Value, patient: &PatientId) -> bool {
+fn refers_to<V: JsonView>(reference: &V, patient: &PatientId) -> bool {
     reference
         .get("reference")
-        .and_then(Value::as_str)
+        .and_then(JsonView::as_str)
         .and_then(reference_patient_id)
         == Some(patient.as_str())
 }

@@ -34,8 +34,9 @@ pub struct GuardContext {
     pub categories: BTreeSet<CategoryId>,
     /// The token's scopes, parsed (once per distinct scope string, shared between requests).
     pub scopes: std::sync::Arc<ScopeSet>,
-    /// The typed request after narrowing: the client's parameters followed by the added ones.
-    pub request: FhirRequest,
+    /// The typed request after narrowing: the client's parameters followed by the added ones
+    /// (shared with the guard's audit record when nothing was added).
+    pub request: std::sync::Arc<FhirRequest>,
     /// The parameters enforcement added (already part of [`GuardContext::request`]).
     pub narrowing: Vec<SearchParam>,
     /// The `fhirUser` claim of the token, if any.

@@ -294,7 +294,7 @@ struct Trail {
     origin: Option<HeaderValue>,
     cors: CorsClass,
     request_id: Option<RequestId>,
-    request: Option<FhirRequest>,
+    request: Option<Arc<FhirRequest>>,
     client: Option<ClientId>,
     grant: Option<GrantId>,
     patient: Option<PatientId>,
@@ -397,7 +397,7 @@ where
     let authorized = match shared.authorize(&mut trail, &parts.headers, now) {
         Ok(a) => a,
         Err(rejection) => {
-            trail.request = Some(request);
+            trail.request = Some(Arc::new(request));
             return Ok(shared.reject(trail, rejection));
         }
     };
@@ -414,14 +414,21 @@ where
         Decision::Allow { response } => (Vec::new(), response),
         Decision::Narrow { add, response } => (add, response),
         Decision::Deny(reason) => {
-            trail.request = Some(request);
+            trail.request = Some(Arc::new(request));
             return Ok(shared.reject(trail, GuardRejection::Denied(reason)));
         }
     };
-    // The handler gets the narrowed request; the audit record keeps the one the client sent.
-    let mut narrowed = request.clone();
-    narrowed.params.extend(narrowing.iter().cloned());
-    trail.request = Some(request);
+    // The handler gets the narrowed request; the audit record keeps the one the client sent
+    // (the same one, shared, when nothing was added).
+    let sent = Arc::new(request);
+    let narrowed = if narrowing.is_empty() {
+        Arc::clone(&sent)
+    } else {
+        let mut narrowed = FhirRequest::clone(&sent);
+        narrowed.params.extend(narrowing.iter().cloned());
+        Arc::new(narrowed)
+    };
+    trail.request = Some(sent);
     let has_narrowing = !narrowing.is_empty();
     let mut parts = parts;
     if !narrowing.is_empty() {
@@ -530,7 +537,7 @@ where
                 &parts.headers,
                 &bytes,
             ) {
-                Ok(s) => trail.request = Some(s.request),
+                Ok(s) => trail.request = Some(Arc::new(s.request)),
                 Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
             }
         } else if target.as_str().len() > config.sanitizer.config().limits.max_url_len {
@@ -674,10 +681,10 @@ impl Shared {
                 Ok(body)
             }
             ResponseCheck::Resource => {
-                let resource = probe(&body, &self.probe_fields)
+                let resource = crate::json::probe(&body, &self.probe_fields)
                     .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
                 let class = enforcer
-                    .check_read_classified(request, &resource)
+                    .check_read_view(request, &resource)
                     .map_err(GuardRejection::ResponseDenied)?;
                 trail.categories.extend(class.categories().iter().cloned());
                 trail.decision = Some(if narrowed {
@@ -845,7 +852,9 @@ impl Shared {
 
     /// Security headers, CORS and the request id.
     fn decorate(&self, trail: &Trail, response: &mut Response<GuardBody>, kind: ResponseKind) {
-        response.headers_mut().reserve(12);
+        // One growth to the next size class (12 entries) holds a handler's few headers and the
+        // six to eight added here; asking for more doubles the allocation for nothing.
+        response.headers_mut().reserve(8);
         self.config.headers.apply(response.headers_mut(), kind);
         if let Some(cors) = &self.config.cors {
             cors.apply(trail.cors, trail.origin.as_ref(), response.headers_mut());
@@ -939,140 +948,6 @@ impl Shared {
         record.decision = trail.decision;
         Ok(record)
     }
-}
-
-/// The keys enforcement and classification read inside a kept element: a CodeableConcept's
-/// `coding`, a Coding's (or a bare code's) `system` and `code`, a Reference's `reference`.
-/// Everything else nested in a kept element (`display`, `text`, extensions…) is skipped.
-const PROBE_NESTED_KEYS: &[&str] = &["coding", "code", "system", "reference"];
-
-/// Parses a JSON object keeping only `fields`, and inside them only [`PROBE_NESTED_KEYS`]; the
-/// rest is checked for syntax and skipped, never built.
-///
-/// Every reader of the result (`Enforcer::check_read`, `CategoryRegistry::classify`) looks
-/// at the top-level `fields` and, below them, only at those keys, so the pruned value decides
-/// exactly as the whole resource would. Pruning only ever removes: a reader that wanted more
-/// would find nothing and refuse, never allow.
-fn probe(bytes: &[u8], fields: &[String]) -> Option<Value> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-    struct Seed<'a>(&'a [String]);
-
-    impl<'de> DeserializeSeed<'de> for Seed<'_> {
-        type Value = serde_json::Map<String, Value>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Seed<'_> {
-        type Value = serde_json::Map<String, Value>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a FHIR resource object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(wanted) = map.next_key_seed(Field(self.0))? {
-                match wanted {
-                    Some(index) => {
-                        let value = map.next_value_seed(Pruned)?;
-                        out.insert(self.0[index].clone(), value);
-                    }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
-
-    /// A kept element's value: scalars and arrays as they are, objects with only
-    /// [`PROBE_NESTED_KEYS`].
-    struct Pruned;
-
-    impl<'de> DeserializeSeed<'de> for Pruned {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Pruned {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON value")
-        }
-        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-            Ok(Value::Bool(v))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::String(v.to_owned()))
-        }
-        fn visit_string<E>(self, v: String) -> Result<Value, E> {
-            Ok(Value::String(v))
-        }
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
-            while let Some(item) = seq.next_element_seed(Pruned)? {
-                items.push(item);
-            }
-            Ok(Value::Array(items))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(wanted) = map.next_key_seed(Field(PROBE_NESTED_KEYS))? {
-                match wanted {
-                    Some(index) => {
-                        let value = map.next_value_seed(Pruned)?;
-                        out.insert(PROBE_NESTED_KEYS[index].to_owned(), value);
-                    }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(Value::Object(out))
-        }
-    }
-
-    /// A key, matched against the wanted names as it is read: the index of the name, or
-    /// `None`, without allocating (escaped keys arrive as `visit_str`).
-    struct Field<'a, N>(&'a [N]);
-
-    impl<'de, N: AsRef<str>> DeserializeSeed<'de> for Field<'_, N> {
-        type Value = Option<usize>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-
-    impl<N: AsRef<str>> Visitor<'_> for Field<'_, N> {
-        type Value = Option<usize>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an element name")
-        }
-        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-            Ok(self.0.iter().position(|f| f.as_ref() == key))
-        }
-    }
-
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let map = Seed(fields).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(Value::Object(map))
 }
 
 fn check_limit(
@@ -1256,23 +1131,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn probe_keeps_what_enforcement_reads() {
-        let fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
-        let v = probe(
-            br#"{"resourceType":"Observation","id":"1","text":{"div":"<div>big</div>"},
-                 "subject":{"reference":"Patient/355"},"valueQuantity":{"value":1}}"#,
-            &fields,
-        )
-        .unwrap();
-        assert_eq!(v["resourceType"], "Observation");
-        assert_eq!(v["subject"]["reference"], "Patient/355");
-        assert!(v.get("text").is_none() && v.get("valueQuantity").is_none());
-        assert!(probe(br#"{"resourceType":"Observation"} trailing"#, &fields).is_none());
-        assert!(probe(br#"{"resourceType":"Observation","x":[1,}"#, &fields).is_none());
-        assert!(probe(b"[1,2]", &fields).is_none());
-    }
-
     /// The pruned probe decides exactly as the whole resource: same classification, same
     /// `check_read` outcome under several grants, for every resource of both fixture patients.
     #[test]
@@ -1348,9 +1206,13 @@ mod tests {
             for entry in bundle["entry"].as_array().unwrap() {
                 let whole = &entry["resource"];
                 let bytes = serde_json::to_vec(whole).unwrap();
-                let pruned = probe(&bytes, &fields).unwrap();
-                assert_eq!(registry.classify(whole), registry.classify(&pruned));
+                let pruned = crate::json::probe(&bytes, &fields).unwrap();
                 let ty = whole["resourceType"].as_str().unwrap();
+                assert_eq!(
+                    registry.classify_typed(ty, whole),
+                    registry.classify_typed(ty, &pruned),
+                    "{ty}"
+                );
                 let mut request = FhirRequest::new(Interaction::Read);
                 request.resource_type = ResourceType::new(ty);
                 for (patient, scope, categories) in &cases {
@@ -1363,15 +1225,10 @@ mod tests {
                         EnforceConfig::default(),
                     );
                     let decision = enforcer.check_read(&request, whole);
-                    assert_eq!(
-                        decision,
-                        enforcer.check_read(&request, &pruned),
-                        "{ty} under {scope}"
-                    );
                     // One classification for the check and the audit record: the same
-                    // as classifying apart.
+                    // as checking and classifying the whole resource apart.
                     assert_eq!(
-                        enforcer.check_read_classified(&request, &pruned),
+                        enforcer.check_read_view(&request, &pruned),
                         decision.clone().map(|()| registry.classify(whole).unwrap()),
                         "{ty} under {scope}"
                     );

@@ -196,7 +196,7 @@ async fn fhir(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if state.slow.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let mut request = context.request.clone();
+    let mut request = fhirguard::FhirRequest::clone(&context.request);
     if state.careless.load(Ordering::SeqCst) {
         let keep = request.params.len() - context.narrowing.len();
         request.params.truncate(keep);

@@ -465,6 +465,14 @@ impl Chain {
     /// Seals `record` as the next record, without advancing the head (see [`Chain::commit`]).
     pub fn seal(&self, record: AuditRecord) -> SealedRecord {
         let canonical = record.canonical_bytes();
+        self.seal_canonical(record, canonical)
+    }
+
+    /// [`Chain::seal`] with the record's canonical bytes already written, so that a log
+    /// shared by many threads writes them before taking its lock (they do not depend on the
+    /// chain).
+    pub(crate) fn seal_canonical(&self, record: AuditRecord, canonical: Vec<u8>) -> SealedRecord {
+        debug_assert_eq!(canonical, record.canonical_bytes());
         let seq = self.head.next_seq;
         let prev = self.head.last_hash;
         let kid = self.keys.current_id().clone();

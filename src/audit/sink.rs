@@ -298,8 +298,11 @@ impl<S: AuditSink> AuditLog<S> {
     /// Seals `record` and appends it. Under [`FailurePolicy::FailClosed`] a sink failure is an
     /// error and the request it describes must fail.
     pub fn record(&self, record: AuditRecord) -> Result<Receipt, AuditError> {
+        // The canonical bytes do not depend on the chain: written before the lock, they keep
+        // the section other threads wait on to the two hashes and the sink's append.
+        let canonical = record.canonical_bytes();
         let mut chain = lock(&self.chain);
-        let sealed = chain.seal(record);
+        let sealed = chain.seal_canonical(record, canonical);
         match self.sink.append(&sealed) {
             Ok(()) => {
                 chain.commit(&sealed);

@@ -1,13 +1,10 @@
 //! The classifier: which categories a FHIR resource belongs to.
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::registry::{CategoryRegistry, SupportingType};
 use crate::ids::CategoryId;
-use crate::json::JsonView;
+use crate::json::{JsonView, probe};
 
 /// Why a resource could not be classified. Classification failures are fail-closed: enforcement
 /// treats an unclassifiable resource as outside every grant.
@@ -106,25 +103,17 @@ impl CategoryRegistry {
     }
 
     /// Classifies a resource from its raw JSON bytes, reading only `resourceType` and the
-    /// elements the rules look at (everything else is skipped without being built).
+    /// elements the rules look at (everything else is checked for syntax and skipped, never
+    /// built). The same pruned parse the guard checks returned resources with, so a document
+    /// that repeats a member the rules read is refused here too.
     pub fn classify_bytes(&self, bytes: &[u8]) -> Result<Classification, ClassifyError> {
-        let probe = self.probe(bytes)?;
-        self.classify(&Value::Object(probe))
-    }
-
-    /// Parses only the fields classification needs.
-    fn probe(&self, bytes: &[u8]) -> Result<Map<String, Value>, ClassifyError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let map = ProbeSeed {
-            fields: &self.element_names,
-        }
-        .deserialize(&mut de)
-        .map_err(|_| ClassifyError::NotJson)?;
-        de.end().map_err(|_| ClassifyError::NotJson)?;
-        if !map.contains_key("resourceType") {
-            return Err(ClassifyError::NoResourceType);
-        }
-        Ok(map)
+        let view = probe(bytes, &self.element_names).ok_or(ClassifyError::NotJson)?;
+        let resource_type = view
+            .get("resourceType")
+            .and_then(JsonView::as_str)
+            .ok_or(ClassifyError::NoResourceType)?;
+        let class = self.classify_typed(resource_type, &view);
+        Ok(self.expand(resource_type, class))
     }
 
     /// The fast path used by enforcement: the type is already known.
@@ -176,39 +165,5 @@ impl CategoryRegistry {
             resource_type: resource_type.to_owned(),
             membership,
         }
-    }
-}
-
-/// Deserialises a JSON object keeping only `resourceType` and the named fields.
-struct ProbeSeed<'a> {
-    fields: &'a [String],
-}
-
-impl<'de> DeserializeSeed<'de> for ProbeSeed<'_> {
-    type Value = Map<String, Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ProbeSeed<'_> {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a FHIR resource object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "resourceType" || self.fields.iter().any(|f| *f == key) {
-                let value: Value = map.next_value()?;
-                out.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(out)
     }
 }

@@ -247,7 +247,8 @@ pub struct CategoryRegistry {
     pub(crate) bucket_prefix: String,
     pub(crate) default_label: String,
     pub(crate) default_description: String,
-    /// Every element name any rule looks at (for the raw-bytes probe).
+    /// `resourceType` and every element name any rule looks at: what the raw-bytes probe
+    /// keeps.
     pub(crate) element_names: Vec<String>,
 }
 
@@ -295,7 +296,7 @@ impl CategoryRegistry {
             bucket_prefix: "other-".to_owned(),
             default_label: String::new(),
             default_description: String::new(),
-            element_names: Vec::new(),
+            element_names: vec!["resourceType".to_owned()],
         }
     }
 

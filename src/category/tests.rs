@@ -183,6 +183,14 @@ fn bytes_and_value_agree() {
         reg.classify_bytes(b"{\"resourceType\":\"Goal\"} x"),
         Err(ClassifyError::NotJson)
     );
+    // A document naming its type (or a coded element the rules read) twice is refused: a
+    // reader of the whole document could believe either copy.
+    assert_eq!(
+        reg.classify_bytes(b"{\"resourceType\":\"Goal\",\"resourceType\":\"Observation\"}"),
+        Err(ClassifyError::NotJson)
+    );
+    let twice = br#"{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"code":{}}"#;
+    assert_eq!(reg.classify_bytes(twice), Err(ClassifyError::NotJson));
 }
 
 #[test]

@@ -2,12 +2,14 @@
 # Loopback load test of the guard middleware (issue 8), bounded in time.
 #
 # Installs `wrk` (Debian) if missing, builds examples/guard_load.rs in release mode and runs it:
-# the same FHIR read handler behind GuardLayer and bare, LOAD_CONNECTIONS connections, two runs
-# of LOAD_SECONDS seconds each in ABBA order (plus a 1 s warm-up each; about 25 s in all).
-# Fails if the guarded throughput is below LOAD_MIN_RATIO of the unguarded one, if any response
+# the same FHIR read handler behind GuardLayer and bare, answering with the resource's bytes and
+# with FhirJson, LOAD_CONNECTIONS connections, LOAD_ROUNDS rounds of four LOAD_SECONDS runs in
+# ABBA order per answering style (plus a 1 s warm-up each; about 90 s in all by default).
+# Fails if a guarded throughput is below LOAD_MIN_RATIO of its unguarded one, if any response
 # was not 2xx, or if the audit log does not hold exactly one record per request served.
 #
-# Environment: LOAD_SECONDS (5), LOAD_CONNECTIONS (32), LOAD_THREADS (2), LOAD_MIN_RATIO (0.70),
+# Environment: LOAD_SECONDS (5), LOAD_ROUNDS (2), LOAD_CONNECTIONS (32), LOAD_THREADS (2),
+#              LOAD_MIN_RATIO (0.70), LOAD_BODY (bytes | resource | both by default),
 #              LOAD_REPORT (file for the Markdown rows of docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +23,4 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 cargo build --release --quiet --example guard_load --features tower
-exec timeout 120 target/release/examples/guard_load
+exec timeout 300 target/release/examples/guard_load

@@ -33,6 +33,7 @@ mod config;
 mod context;
 mod cors;
 mod endpoints;
+mod resource;
 mod scopes;
 mod service;
 mod stages;
@@ -46,6 +47,7 @@ pub use config::{
 pub use context::{GuardContext, GuardRejection};
 pub use cors::{CorsClass, CorsPolicy, OriginRegistry};
 pub use endpoints::{AuthorizeHost, SmartEndpoint, SmartEndpoints};
+pub use resource::FhirJson;
 pub use service::{GuardBody, GuardLayer, GuardService, ResponseFuture};
 pub use stages::{AuditRecorder, PeerAddr, RateLimit, TokenValidation};
 pub use token_cache::{

@@ -26,6 +26,7 @@ use super::body::{BodyReadError, read_body};
 use super::config::GuardConfig;
 use super::context::{GuardContext, GuardRejection};
 use super::cors::CorsClass;
+use super::resource::TypedResource;
 use super::scopes::resource_grants;
 use super::stages::peer_addr;
 use crate::abuse::{EndpointClass, LimitKey, RateLimitDecision};
@@ -457,16 +458,27 @@ where
 
     // 6. Filter what it returned.
     let (mut rparts, rbody) = response.into_parts();
-    let body = match Limited::new(rbody, config.max_response_bytes)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(shared.reject(trail, GuardRejection::UpstreamResponse)),
-    };
     if rparts.status.is_client_error() || rparts.status.is_server_error() {
+        // The body is replaced, so it is not read.
         return Ok(shared.handler_error(trail, rparts.status, &enforcer, check));
     }
+    let body = match rparts.extensions.remove::<TypedResource>() {
+        Some(TypedResource(value)) => {
+            // What is sent is written from this value: the body is dropped unread.
+            drop(rbody);
+            if rparts.headers.contains_key(header::CONTENT_ENCODING) {
+                return Ok(shared.reject(trail, GuardRejection::UpstreamResponse));
+            }
+            Returned::Value(Arc::try_unwrap(value).unwrap_or_else(|kept| Value::clone(&kept)))
+        }
+        None => match Limited::new(rbody, config.max_response_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => Returned::Bytes(collected.to_bytes()),
+            Err(_) => return Ok(shared.reject(trail, GuardRejection::UpstreamResponse)),
+        },
+    };
     let body = if rparts.status.is_success() {
         // Checking a returned resource reads only the request's type, the same before and
         // after narrowing.
@@ -484,7 +496,10 @@ where
         }
     } else {
         trail.decision = Some(PolicyDecision::Permit);
-        body
+        match body.into_bytes(config.max_response_bytes) {
+            Ok(body) => body,
+            Err(rejection) => return Ok(shared.reject(trail, rejection)),
+        }
     };
 
     // 7. Headers, anomaly watch, audit.
@@ -508,6 +523,30 @@ where
         }
     }
     Ok(shared.finish(trail, EventKind::RestAccess, Outcome::Success, response))
+}
+
+/// What a handler returned: bytes, or (through [`FhirJson`](super::FhirJson)) the resource
+/// itself.
+enum Returned {
+    Bytes(Bytes),
+    Value(Value),
+}
+
+impl Returned {
+    /// The bytes to send; a value is serialised, under the same size limit as a handler's
+    /// bytes.
+    fn into_bytes(self, max: usize) -> Result<Bytes, GuardRejection> {
+        let bytes = match self {
+            Returned::Bytes(bytes) => return Ok(bytes),
+            Returned::Value(value) => {
+                serde_json::to_vec(&value).map_err(|_| GuardRejection::UpstreamResponse)?
+            }
+        };
+        if bytes.len() > max {
+            return Err(GuardRejection::UpstreamResponse);
+        }
+        Ok(Bytes::from(bytes))
+    }
 }
 
 /// A `/metadata` or discovery request: no token; the handler answers; public headers.
@@ -672,31 +711,39 @@ impl Shared {
         check: ResponseCheck,
         request: &FhirRequest,
         narrowed: bool,
-        body: Bytes,
+        body: Returned,
     ) -> Result<Bytes, GuardRejection> {
         let registry = &self.config.registry;
+        let max = self.config.max_response_bytes;
         match check {
             ResponseCheck::Nothing => {
                 trail.decision = Some(PolicyDecision::Permit);
-                Ok(body)
+                body.into_bytes(max)
             }
             ResponseCheck::Resource => {
-                let resource = crate::json::probe(&body, &self.probe_fields)
-                    .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
-                let class = enforcer
-                    .check_read_view(request, &resource)
-                    .map_err(GuardRejection::ResponseDenied)?;
+                let class = match &body {
+                    Returned::Bytes(bytes) => {
+                        let resource = crate::json::probe(bytes, &self.probe_fields)
+                            .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
+                        enforcer.check_read_view(request, &resource)
+                    }
+                    Returned::Value(value) => enforcer.check_read_view(request, value),
+                }
+                .map_err(GuardRejection::ResponseDenied)?;
                 trail.categories.extend(class.categories().iter().cloned());
                 trail.decision = Some(if narrowed {
                     PolicyDecision::Narrowed { withheld: 0 }
                 } else {
                     PolicyDecision::Permit
                 });
-                Ok(body)
+                body.into_bytes(max)
             }
             ResponseCheck::Bundle => {
-                let mut bundle: Value =
-                    serde_json::from_slice(&body).map_err(|_| GuardRejection::UpstreamResponse)?;
+                let mut bundle: Value = match body {
+                    Returned::Bytes(bytes) => serde_json::from_slice(&bytes)
+                        .map_err(|_| GuardRejection::UpstreamResponse)?,
+                    Returned::Value(value) => value,
+                };
                 if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                     return Err(GuardRejection::UpstreamResponse);
                 }
@@ -727,9 +774,7 @@ impl Shared {
                 } else {
                     PolicyDecision::Permit
                 });
-                let bytes =
-                    serde_json::to_vec(&bundle).map_err(|_| GuardRejection::UpstreamResponse)?;
-                Ok(Bytes::from(bytes))
+                Returned::Value(bundle).into_bytes(max)
             }
         }
     }

@@ -219,6 +219,89 @@ async fn reads_inside_and_outside_the_grant() {
     assert_eq!(s.seen().len(), 4);
 }
 
+/// A handler answering with `FhirJson` is checked on the value it handed over, and what is sent
+/// is written from that value, whatever the body held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_json_answers_are_checked_and_sent_from_the_value() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    let bytes = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(bytes.status, StatusCode::OK);
+
+    s.set_answer(Answer::FhirJson);
+    let typed = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(typed.status, StatusCode::OK);
+    assert_eq!(typed.body, bytes.body);
+    assert_eq!(typed.headers[header::CONTENT_TYPE], "application/fhir+json");
+    assert_eq!(
+        typed.headers[header::CONTENT_LENGTH],
+        typed.raw.len().to_string()
+    );
+    assert_security_headers(&typed);
+    // Out of the grant (a lab result; another patient's vital sign): refused as before.
+    let lab = s
+        .get(&format!("/fhir/Observation/{LAB_355}"), Some(&token))
+        .await;
+    let other = s
+        .get(&format!("/fhir/Observation/{VITAL_85}"), Some(&token))
+        .await;
+    assert_eq!(lab.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(lab.raw, other.raw);
+    assert_generic_outcome(&lab);
+    // A search Bundle handed over as a value is filtered like one sent as bytes.
+    s.set_careless(true);
+    let bundle = s
+        .get("/fhir/Observation?patient=355&_count=200", Some(&token))
+        .await;
+    assert_eq!(bundle.status, StatusCode::OK);
+    assert_eq!(entry_ids(&bundle.body).len(), 27);
+    assert!(
+        !bundle
+            .raw
+            .windows(LAB_355.len())
+            .any(|w| w == LAB_355.as_bytes())
+    );
+    s.set_careless(false);
+
+    // The body swapped for another patient's resource: the guard sends the value it checked.
+    s.set_answer(Answer::FhirJsonDecoyBody);
+    let decoy = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(decoy.status, StatusCode::OK);
+    assert_eq!(decoy.body, bytes.body);
+    assert!(
+        !decoy
+            .raw
+            .windows(VITAL_85.len())
+            .any(|w| w == VITAL_85.as_bytes())
+    );
+    // A body re-encoded after the value was put in: refused, not sent under a wrong encoding.
+    s.set_answer(Answer::FhirJsonEncoded);
+    let encoded = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(encoded.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(encoded.headers.get(header::CONTENT_ENCODING).is_none());
+    assert_generic_outcome(&encoded);
+
+    // One record per request; the typed read is audited with its category.
+    let records = s.records();
+    assert_eq!(records.len(), 7);
+    let r = records[1].record();
+    assert_eq!(r.decision, Some(PolicyDecision::Permit));
+    assert!(r.categories.iter().any(|c| c.as_str() == "vital-signs"));
+    assert_eq!(
+        records[2].record().outcome,
+        Outcome::Denied(DenyReason::CategoryNotGranted)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concealment_as_forbidden() {
     let s = TestServer::start(Options {

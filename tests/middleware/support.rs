@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -18,8 +18,8 @@ use fhirguard::category::CategoryRegistry;
 use fhirguard::consent::ActiveGrant;
 use fhirguard::enforce::EnforceConfig;
 use fhirguard::middleware::{
-    AuditRecorder, AuthorizeHost, CachedTokenValidator, CorsPolicy, GuardConfig, GuardContext,
-    GuardLayer, RateLimit, SmartEndpoints,
+    AuditRecorder, AuthorizeHost, CachedTokenValidator, CorsPolicy, FhirJson, GuardConfig,
+    GuardContext, GuardLayer, RateLimit, SmartEndpoints,
 };
 use fhirguard::sanitize::SanitizerConfig;
 use fhirguard::scope::ScopeSet;
@@ -29,7 +29,7 @@ use fhirguard::token::{
     MemoryGrantStatus, ServerConfig, SigningKey, TokenStore, sign_access_token,
 };
 use fhirguard::{CategoryId, ClientId, GrantId, ManualClock, PatientId};
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -118,6 +118,22 @@ struct AppState {
     careless: AtomicBool,
     /// When set, the handler takes 300 ms.
     slow: AtomicBool,
+    /// How the handler answers (an [`Answer`] as `u8`).
+    answer: AtomicU8,
+}
+
+/// How the test handler answers a successful request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Answer {
+    /// The resource's JSON text.
+    Bytes = 0,
+    /// `FhirJson`: the resource itself.
+    FhirJson = 1,
+    /// `FhirJson`'s extensions, but the body swapped for another patient's resource.
+    FhirJsonDecoyBody = 2,
+    /// `FhirJson` with a `Content-Encoding` added after it.
+    FhirJsonEncoded = 3,
 }
 
 pub struct Options {
@@ -201,7 +217,23 @@ async fn fhir(State(state): State<Arc<AppState>>, req: Request) -> Response {
         let keep = request.params.len() - context.narrowing.len();
         request.params.truncate(keep);
     }
+    let answer = state.answer.load(Ordering::SeqCst);
     match state.store.answer(&request, FHIR_BASE) {
+        Ok(value) if answer != Answer::Bytes as u8 => {
+            let mut response = FhirJson::new(value)
+                .into_response()
+                .map(axum::body::Body::new);
+            if answer == Answer::FhirJsonDecoyBody as u8 {
+                let decoy = state.store.read("Observation", VITAL_85).unwrap();
+                *response.body_mut() = axum::body::Body::from(decoy.to_string());
+            }
+            if answer == Answer::FhirJsonEncoded as u8 {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
         Ok(value) => (
             [
                 (header::CONTENT_TYPE, "application/fhir+json"),
@@ -303,6 +335,7 @@ impl TestServer {
             seen: Mutex::new(Vec::new()),
             careless: AtomicBool::new(false),
             slow: AtomicBool::new(false),
+            answer: AtomicU8::new(Answer::Bytes as u8),
         });
         let fhir_app = Router::new()
             .route("/fhir/metadata", get(metadata))
@@ -382,6 +415,10 @@ impl TestServer {
 
     pub fn set_careless(&self, careless: bool) {
         self.state.careless.store(careless, Ordering::SeqCst);
+    }
+
+    pub fn set_answer(&self, answer: Answer) {
+        self.state.answer.store(answer as u8, Ordering::SeqCst);
     }
 
     pub fn set_slow(&self, slow: bool) {

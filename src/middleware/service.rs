@@ -469,7 +469,7 @@ where
             if rparts.headers.contains_key(header::CONTENT_ENCODING) {
                 return Ok(shared.reject(trail, GuardRejection::UpstreamResponse));
             }
-            Returned::Value(Arc::try_unwrap(value).unwrap_or_else(|kept| Value::clone(&kept)))
+            Returned::Value(value)
         }
         None => match Limited::new(rbody, config.max_response_bytes)
             .collect()
@@ -529,24 +529,29 @@ where
 /// itself.
 enum Returned {
     Bytes(Bytes),
-    Value(Value),
+    /// Shared with nothing once the handler's body is dropped, so a Bundle to filter is taken
+    /// over without a copy.
+    Value(Arc<Value>),
 }
 
 impl Returned {
     /// The bytes to send; a value is serialised, under the same size limit as a handler's
     /// bytes.
     fn into_bytes(self, max: usize) -> Result<Bytes, GuardRejection> {
-        let bytes = match self {
-            Returned::Bytes(bytes) => return Ok(bytes),
-            Returned::Value(value) => {
-                serde_json::to_vec(&value).map_err(|_| GuardRejection::UpstreamResponse)?
-            }
-        };
-        if bytes.len() > max {
-            return Err(GuardRejection::UpstreamResponse);
+        match self {
+            Returned::Bytes(bytes) => Ok(bytes),
+            Returned::Value(value) => serialize(&value, max),
         }
-        Ok(Bytes::from(bytes))
     }
+}
+
+/// `value` as the bytes to send, at most `max` of them.
+fn serialize(value: &Value, max: usize) -> Result<Bytes, GuardRejection> {
+    let bytes = serde_json::to_vec(value).map_err(|_| GuardRejection::UpstreamResponse)?;
+    if bytes.len() > max {
+        return Err(GuardRejection::UpstreamResponse);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// A `/metadata` or discovery request: no token; the handler answers; public headers.
@@ -727,7 +732,7 @@ impl Shared {
                             .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
                         enforcer.check_read_view(request, &resource)
                     }
-                    Returned::Value(value) => enforcer.check_read_view(request, value),
+                    Returned::Value(value) => enforcer.check_read_view(request, &**value),
                 }
                 .map_err(GuardRejection::ResponseDenied)?;
                 trail.categories.extend(class.categories().iter().cloned());
@@ -742,7 +747,7 @@ impl Shared {
                 let mut bundle: Value = match body {
                     Returned::Bytes(bytes) => serde_json::from_slice(&bytes)
                         .map_err(|_| GuardRejection::UpstreamResponse)?,
-                    Returned::Value(value) => value,
+                    Returned::Value(value) => Arc::unwrap_or_clone(value),
                 };
                 if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                     return Err(GuardRejection::UpstreamResponse);
@@ -774,7 +779,7 @@ impl Shared {
                 } else {
                     PolicyDecision::Permit
                 });
-                Returned::Value(bundle).into_bytes(max)
+                serialize(&bundle, max)
             }
         }
     }

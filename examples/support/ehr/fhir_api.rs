@@ -18,13 +18,20 @@ use serde_json::{Value, json};
 use tower::Layer as _;
 
 use fhirguard::fhir::Interaction;
-use fhirguard::middleware::{GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService};
+use fhirguard::middleware::{
+    FhirJson, GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService,
+};
 use fhirguard::sanitize::{ParamTable, ParamType};
 use fhirguard::token::AuthorizationServer;
+use http_body_util::Either;
 
 use crate::fhir_store::{FhirStore, StoreError};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// What the store handler answers with: the resource itself (the guard checks it and writes
+/// its bytes, without parsing them again), or fixed bytes (metadata, discovery, a bare status).
+pub(crate) type FhirBody = Either<FhirJson, GuardBody>;
 
 /// The FHIR API as served: the guard around the store handler.
 pub(crate) type GuardedFhir = GuardService<FhirHandler>;
@@ -61,9 +68,9 @@ struct FhirApi {
 pub(crate) struct FhirHandler(Arc<FhirApi>);
 
 impl tower::Service<Request<GuardBody>> for FhirHandler {
-    type Response = Response<GuardBody>;
+    type Response = Response<FhirBody>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<GuardBody>, Infallible>>;
+    type Future = Ready<Result<Response<FhirBody>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -75,46 +82,53 @@ impl tower::Service<Request<GuardBody>> for FhirHandler {
 }
 
 impl FhirApi {
-    fn answer(&self, req: &Request<GuardBody>) -> Response<GuardBody> {
+    fn answer(&self, req: &Request<GuardBody>) -> Response<FhirBody> {
         match req.uri().path() {
             // Public paths (the guard lets only GET and HEAD through, without a token).
-            "/fhir/metadata" => public(fhir_json(StatusCode::OK, self.metadata.clone())),
+            "/fhir/metadata" => {
+                public(fhir_json(StatusCode::OK, self.metadata.clone())).map(Either::Right)
+            }
             "/fhir/.well-known/smart-configuration" => public(
                 self.server
                     .smart_configuration()
                     .to_response()
                     .map(|b| GuardBody::new(Bytes::from(b))),
-            ),
+            )
+            .map(Either::Right),
             _ => {
                 // The guard inserts the context into every request it lets through.
                 let Some(ctx) = req.extensions().get::<GuardContext>() else {
-                    return status_only(StatusCode::INTERNAL_SERVER_ERROR);
+                    return status_only(StatusCode::INTERNAL_SERVER_ERROR).map(Either::Right);
                 };
                 match self.store.answer(&ctx.request, &self.fhir_base) {
                     Ok(body) => {
-                        let mut response = fhir_json(
-                            StatusCode::OK,
-                            serde_json::to_vec(&body)
-                                .map(Bytes::from)
-                                .unwrap_or_default(),
-                        );
+                        let mut versions = http::HeaderMap::new();
                         if matches!(
                             ctx.request.interaction,
                             Interaction::Read | Interaction::Vread
                         ) {
-                            version_headers(&body, response.headers_mut());
+                            version_headers(&body, &mut versions);
                         }
+                        let mut response = FhirJson::new(body).into_response();
                         response
+                            .headers_mut()
+                            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+                        response.headers_mut().extend(versions);
+                        response.map(Either::Left)
                     }
                     // The guard replaces error bodies by its generic OperationOutcome (a
                     // missing resource looks exactly like a denied one); only the status counts.
-                    Err(StoreError::NotFound) => status_only(StatusCode::NOT_FOUND),
+                    Err(StoreError::NotFound) => {
+                        status_only(StatusCode::NOT_FOUND).map(Either::Right)
+                    }
                     Err(
                         StoreError::UnsupportedParameter(_)
                         | StoreError::BadValue(_)
                         | StoreError::UnsupportedInteraction,
-                    ) => status_only(StatusCode::BAD_REQUEST),
-                    Err(StoreError::BadBundle(_)) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
+                    ) => status_only(StatusCode::BAD_REQUEST).map(Either::Right),
+                    Err(StoreError::BadBundle(_)) => {
+                        status_only(StatusCode::INTERNAL_SERVER_ERROR).map(Either::Right)
+                    }
                 }
             }
         }

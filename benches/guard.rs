@@ -28,35 +28,13 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use fhirguard::middleware::{FhirJson, GuardLayer};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use tower::{Layer, Service, ServiceExt};
+use http_body_util::Full;
+use tower::Layer;
 
-use guard_fixture::{Answer, Fixture};
+use guard_fixture::{Answer, Fixture, serve_one};
 
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
-
-/// One request through `svc`, body read whole; the body's length.
-fn serve_one<S, A>(rt: &tokio::runtime::Runtime, svc: &S, request: Request<Full<Bytes>>) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = http::Response<A>> + Clone,
-    S::Error: std::fmt::Debug,
-    A: http_body::Body,
-    A::Error: std::fmt::Debug,
-{
-    rt.block_on(async {
-        let response = svc.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .len()
-    })
-}
 
 fn kind<A: Answer>(c: &mut Criterion, fixture: &Fixture, name: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()

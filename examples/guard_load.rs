@@ -39,16 +39,16 @@ use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
 use fhirguard::middleware::{FhirJson, GuardLayer, PeerAddr};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 
-use guard_fixture::{Answer, Fixture, VITAL_355};
+use guard_fixture::{Answer, Fixture, VITAL_355, serve_one};
 
 /// Serves `svc` over HTTP/1.1 on `listener` — the plain-hyper wiring of the guard.
 async fn serve<S, RB>(listener: TcpListener, svc: S)
@@ -155,6 +155,12 @@ fn combine(runs: &[WrkResult]) -> WrkResult {
     }
 }
 
+fn single_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -247,11 +253,12 @@ fn measure<A: Answer>(run: &Run, runtime: &tokio::runtime::Runtime, report: &mut
     );
 
     // In-process cost per request (no sockets): the guard's own work next to the handler's.
-    let inproc = |label: &str, svc: &mut dyn FnMut() -> StatusCode| {
-        let n = u32::try_from(env_u64("LOAD_INPROC_REQUESTS", 20_000)).unwrap_or(u32::MAX);
+    // Both sides read the whole body, as a server would: a `FhirJson` is serialised then.
+    let n = u32::try_from(env_u64("LOAD_INPROC_REQUESTS", 20_000)).unwrap_or(u32::MAX);
+    let inproc = |label: &str, svc: &mut dyn FnMut() -> usize| {
         let start = std::time::Instant::now();
         for _ in 0..n {
-            assert_eq!(svc(), StatusCode::OK);
+            std::hint::black_box(svc());
         }
         let per = start.elapsed() / n;
         println!(
@@ -260,31 +267,12 @@ fn measure<A: Answer>(run: &Run, runtime: &tokio::runtime::Runtime, report: &mut
         );
         per
     };
-    let local = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let mk = || fixture.request();
-    let mut bare = handler.clone();
-    // Both sides read the whole body, as a server would: a `FhirJson` is serialised then.
+    let local = single_thread_runtime();
     let t_bare = inproc("handler alone", &mut || {
-        local.block_on(async {
-            let response = bare.call(mk()).await.unwrap();
-            let status = response.status();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            assert!(!body.is_empty());
-            status
-        })
+        serve_one(&local, &handler, fixture.request())
     });
     let t_guard = inproc("guarded handler", &mut || {
-        local.block_on(async {
-            let response = ServiceExt::<Request<Full<Bytes>>>::oneshot(inproc_guard.clone(), mk())
-                .await
-                .unwrap();
-            let status = response.status();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            assert!(!body.is_empty());
-            status
-        })
+        serve_one(&local, &inproc_guard, fixture.request())
     });
     println!(
         "in-process guard overhead: {:.1} µs per request",
@@ -294,57 +282,30 @@ fn measure<A: Answer>(run: &Run, runtime: &tokio::runtime::Runtime, report: &mut
     // The same on two threads at once (one per core): what sharing costs. A guard whose
     // requests touch the same memory on both cores (locks, reference counts) slows down here
     // more than the handler does.
-    let parallel =
-        |label: &str, make: &(dyn Fn() -> Box<dyn FnMut() -> StatusCode + Send> + Sync)| {
-            let n = u32::try_from(env_u64("LOAD_INPROC_REQUESTS", 20_000)).unwrap_or(u32::MAX);
-            let start = std::time::Instant::now();
-            std::thread::scope(|scope| {
-                for _ in 0..2 {
-                    let mut svc = make();
-                    scope.spawn(move || {
-                        for _ in 0..n {
-                            assert_eq!(svc(), StatusCode::OK);
-                        }
-                    });
-                }
-            });
-            let per = start.elapsed() / n;
-            println!(
-                "in-process {label}, two threads at once: {:.1} µs per request on each",
-                per.as_secs_f64() * 1e6
-            );
-            per
-        };
-    let request = || fixture.request();
-    let p_bare = parallel("handler alone", &|| {
-        let mut svc = handler.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        Box::new(move || {
-            rt.block_on(async {
-                let response = svc.call(request()).await.unwrap();
-                let status = response.status();
-                let _ = response.into_body().collect().await.unwrap().to_bytes();
-                status
-            })
-        })
+    let parallel = |label: &str, serve: &(dyn Fn(&tokio::runtime::Runtime) -> usize + Sync)| {
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let rt = single_thread_runtime();
+                    for _ in 0..n {
+                        std::hint::black_box(serve(&rt));
+                    }
+                });
+            }
+        });
+        let per = start.elapsed() / n;
+        println!(
+            "in-process {label}, two threads at once: {:.1} µs per request on each",
+            per.as_secs_f64() * 1e6
+        );
+        per
+    };
+    let p_bare = parallel("handler alone", &|rt| {
+        serve_one(rt, &handler, fixture.request())
     });
-    let p_guard = parallel("guarded handler", &|| {
-        let svc = inproc_guard.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        Box::new(move || {
-            rt.block_on(async {
-                let response = ServiceExt::<Request<Full<Bytes>>>::oneshot(svc.clone(), request())
-                    .await
-                    .unwrap();
-                let status = response.status();
-                let _ = response.into_body().collect().await.unwrap().to_bytes();
-                status
-            })
-        })
+    let p_guard = parallel("guarded handler", &|rt| {
+        serve_one(rt, &inproc_guard, fixture.request())
     });
     println!(
         "in-process guard overhead, two threads at once: {:.1} µs per request",

@@ -26,9 +26,9 @@ use fhirguard::token::{
 use fhirguard::{CategoryId, ClientId, Clock, GrantId, PatientId, SystemClock};
 use http::{Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use tower::Service;
+use tower::{Service, ServiceExt};
 
 use crate::fhir_store::FhirStore;
 
@@ -240,4 +240,32 @@ impl Fixture {
             .body(Full::new(Bytes::new()))
             .unwrap()
     }
+}
+
+/// One request through `svc` on `rt`, its body read whole as a server would (a `FhirJson` is
+/// serialised then); the body's length. Panics unless the answer is `200 OK` with a body.
+pub fn serve_one<S, A>(
+    rt: &tokio::runtime::Runtime,
+    svc: &S,
+    request: Request<Full<Bytes>>,
+) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<A>> + Clone,
+    S::Error: std::fmt::Debug,
+    A: Body,
+    A::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let response = svc.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let length = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .len();
+        assert!(length > 0);
+        length
+    })
 }

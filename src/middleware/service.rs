@@ -73,6 +73,18 @@ const PROBE_ELEMENTS: &[&str] = &[
     "target",
 ];
 
+/// What the response check keeps of a returned resource: [`PROBE_ELEMENTS`] and the elements
+/// the registry's rules read.
+fn probe_fields(registry: &crate::category::CategoryRegistry) -> Vec<String> {
+    let mut fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
+    for name in &registry.element_names {
+        if !fields.contains(name) {
+            fields.push(name.clone());
+        }
+    }
+    fields
+}
+
 /// How many distinct scope strings are kept typed.
 const SCOPE_CACHE_CAPACITY: usize = 1024;
 
@@ -95,13 +107,7 @@ impl Shared {
                 // Uniqueness, not secrecy, is what a correlation id needs.
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
-        let mut probe_fields: Vec<String> =
-            PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
-        for name in &config.registry.element_names {
-            if !probe_fields.contains(name) {
-                probe_fields.push(name.clone());
-            }
-        }
+        let probe_fields = probe_fields(&config.registry);
         Self {
             probe_fields,
             scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
@@ -1190,12 +1196,7 @@ mod tests {
         use crate::fhir::{Interaction, ResourceType};
 
         let registry = CategoryRegistry::default_registry();
-        let mut fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
-        for name in &registry.element_names {
-            if !fields.contains(name) {
-                fields.push(name.clone());
-            }
-        }
+        let fields = probe_fields(&registry);
         let all: Vec<CategoryId> = registry.categories().iter().map(|c| c.id.clone()).collect();
         let vitals = vec![CategoryId::new("vital-signs").unwrap()];
         let cases: Vec<(&str, &str, Vec<CategoryId>)> = vec![

@@ -20,7 +20,9 @@
 //! file to write the Markdown result rows to), `LOAD_TOKEN_CACHE` (`1`, the default:
 //! validate through `CachedTokenValidator`; `0`: verify every signature),
 //! `LOAD_INPROC_REQUESTS` (20000: requests per side of the in-process timing),
-//! `LOAD_INPROC_ONLY` (`1`: stop after the in-process timing, e.g. to profile it).
+//! `LOAD_INPROC_ONLY` (`1`: stop after the in-process timing, e.g. to profile it),
+//! `LOAD_SERVE_SECONDS` (only serve both sides that long, printing their URLs and the token,
+//! to drive them by hand).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -327,6 +329,17 @@ fn measure<A: Answer>(run: &Run, runtime: &tokio::runtime::Runtime, report: &mut
     let path = format!("/fhir/Observation/{VITAL_355}");
     let guarded_url = format!("http://{guarded_addr}{path}");
     let plain_url = format!("http://{plain_addr}{path}");
+
+    // `LOAD_SERVE_SECONDS`: only serve both for that long (to drive them by hand, e.g. under
+    // `perf`), printing their addresses and the bearer token.
+    if let Some(serve_for) = std::env::var("LOAD_SERVE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        println!("guarded {guarded_url}\nunguarded {plain_url}\ntoken {token}");
+        std::thread::sleep(StdDuration::from_secs(serve_for));
+        return false;
+    }
 
     // Warm up both (caches, allocator, connection setup), then measure each for `seconds`.
     run_wrk(wrk, &plain_url, token, 1, conns, threads);

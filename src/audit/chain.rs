@@ -11,10 +11,16 @@
 //! * `seq` counts records from 0 across the whole log (across rotated files too);
 //! * `prev` is the *link hash* of the record before (32 zero bytes before the first record);
 //! * `kid` names the HMAC key, so keys can rotate while old records stay verifiable;
-//! * `mac` = HMAC-SHA-256(key\[kid\], `fhirguard-audit-mac-v1\0` ‖ seq (u64 BE) ‖ prev ‖
-//!   len(kid) (u8) ‖ kid ‖ canonical record bytes);
-//! * the record's own link hash = SHA-256(`fhirguard-audit-link-v1\0` ‖ seq ‖ prev ‖ len(kid) ‖
-//!   kid ‖ canonical ‖ mac).
+//! * the *record digest* = SHA-256(`fhirguard-audit-record-v2\0` ‖ canonical record bytes);
+//! * `mac` = HMAC-SHA-256(key\[kid\], `fhirguard-audit-mac-v2\0` ‖ seq (u64 BE) ‖ prev ‖
+//!   len(kid) (u8) ‖ kid ‖ record digest);
+//! * the record's own link hash = SHA-256(`fhirguard-audit-link-v2\0` ‖ seq ‖ prev ‖ len(kid) ‖
+//!   kid ‖ record digest ‖ mac).
+//!
+//! The record's bytes are hashed once, and before the log's lock is taken (they do not depend on
+//! the chain): what threads wait on is two hashes of about a hundred bytes and the append. The
+//! MAC and the link bind the record through its digest, so they are as strong as SHA-256's
+//! collision resistance, which the link chain rests on anyway.
 //!
 //! The link hash needs no key, so anyone can check that the chain is unbroken and compare its
 //! head with an exported anchor; the MAC needs the key, so only a key holder can write a record
@@ -31,8 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{AuditRecord, KeyId};
 
-const MAC_DOMAIN: &[u8] = b"fhirguard-audit-mac-v1\0";
-const LINK_DOMAIN: &[u8] = b"fhirguard-audit-link-v1\0";
+const RECORD_DOMAIN: &[u8] = b"fhirguard-audit-record-v2\0";
+const MAC_DOMAIN: &[u8] = b"fhirguard-audit-mac-v2\0";
+const LINK_DOMAIN: &[u8] = b"fhirguard-audit-link-v2\0";
 
 /// Minimum length of a MAC key secret, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
@@ -319,28 +326,39 @@ pub enum LineError {
     Malformed,
 }
 
-fn mac_context(key: &hmac::Key, seq: u64, prev: &Digest, kid: &KeyId, canonical: &[u8]) -> Digest {
+/// The digest of a record's canonical bytes, which the MAC and the link hash cover.
+pub(crate) fn record_digest(canonical: &[u8]) -> Digest {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(RECORD_DOMAIN);
+    ctx.update(canonical);
+    let d = ctx.finish();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    Digest(out)
+}
+
+fn mac_context(key: &hmac::Key, seq: u64, prev: &Digest, kid: &KeyId, record: &Digest) -> Digest {
     let mut ctx = hmac::Context::with_key(key);
     ctx.update(MAC_DOMAIN);
     ctx.update(&seq.to_be_bytes());
     ctx.update(&prev.0);
     ctx.update(&[kid.as_str().len() as u8]);
     ctx.update(kid.as_str().as_bytes());
-    ctx.update(canonical);
+    ctx.update(&record.0);
     let tag = ctx.sign();
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     Digest(out)
 }
 
-fn link_hash(seq: u64, prev: &Digest, kid: &KeyId, canonical: &[u8], mac: &Digest) -> Digest {
+fn link_hash(seq: u64, prev: &Digest, kid: &KeyId, record: &Digest, mac: &Digest) -> Digest {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(LINK_DOMAIN);
     ctx.update(&seq.to_be_bytes());
     ctx.update(&prev.0);
     ctx.update(&[kid.as_str().len() as u8]);
     ctx.update(kid.as_str().as_bytes());
-    ctx.update(canonical);
+    ctx.update(&record.0);
     ctx.update(&mac.0);
     let d = ctx.finish();
     let mut out = [0u8; 32];
@@ -391,7 +409,8 @@ impl SealedRecord {
     pub fn mac_verifies(&self, keys: &KeyRing) -> bool {
         match keys.get(&self.kid) {
             Some(key) => {
-                let expected = mac_context(key, self.seq, &self.prev, &self.kid, &self.canonical);
+                let digest = record_digest(&self.canonical);
+                let expected = mac_context(key, self.seq, &self.prev, &self.kid, &digest);
                 // Constant-time comparison: a MAC check must not leak how many bytes matched.
                 bool::from(subtle::ConstantTimeEq::ct_eq(
                     &expected.0[..],
@@ -435,7 +454,8 @@ impl SealedRecord {
         let record: AuditRecord =
             serde_json::from_slice(raw.record).map_err(|_| LineError::Malformed)?;
         let canonical = raw.record.to_vec();
-        let hash = link_hash(raw.seq, &raw.prev, &raw.kid, &canonical, &raw.mac);
+        let digest = record_digest(&canonical);
+        let hash = link_hash(raw.seq, &raw.prev, &raw.kid, &digest, &raw.mac);
         Ok(Self {
             seq: raw.seq,
             prev: raw.prev,
@@ -465,19 +485,26 @@ impl Chain {
     /// Seals `record` as the next record, without advancing the head (see [`Chain::commit`]).
     pub fn seal(&self, record: AuditRecord) -> SealedRecord {
         let canonical = record.canonical_bytes();
-        self.seal_canonical(record, canonical)
+        let digest = record_digest(&canonical);
+        self.seal_canonical(record, canonical, &digest)
     }
 
-    /// [`Chain::seal`] with the record's canonical bytes already written, so that a log
-    /// shared by many threads writes them before taking its lock (they do not depend on the
-    /// chain).
-    pub(crate) fn seal_canonical(&self, record: AuditRecord, canonical: Vec<u8>) -> SealedRecord {
+    /// [`Chain::seal`] with the record's canonical bytes already written and hashed
+    /// ([`record_digest`]), so that a log shared by many threads does both before taking its
+    /// lock (neither depends on the chain).
+    pub(crate) fn seal_canonical(
+        &self,
+        record: AuditRecord,
+        canonical: Vec<u8>,
+        digest: &Digest,
+    ) -> SealedRecord {
         debug_assert_eq!(canonical, record.canonical_bytes());
+        debug_assert_eq!(*digest, record_digest(&canonical));
         let seq = self.head.next_seq;
         let prev = self.head.last_hash;
         let kid = self.keys.current_id().clone();
-        let mac = mac_context(self.keys.current_key(), seq, &prev, &kid, &canonical);
-        let hash = link_hash(seq, &prev, &kid, &canonical, &mac);
+        let mac = mac_context(self.keys.current_key(), seq, &prev, &kid, digest);
+        let hash = link_hash(seq, &prev, &kid, digest, &mac);
         SealedRecord {
             seq,
             prev,
@@ -730,9 +757,10 @@ impl<'k> Verifier<'k> {
             };
             let summary = match split_line(line).ok_or(LineError::Malformed) {
                 Ok(raw) => {
+                    let digest = record_digest(raw.record);
                     let key = self.keys.get(&raw.kid);
                     let authentic = key.is_some_and(|key| {
-                        let expected = mac_context(key, raw.seq, &raw.prev, &raw.kid, raw.record);
+                        let expected = mac_context(key, raw.seq, &raw.prev, &raw.kid, &digest);
                         bool::from(subtle::ConstantTimeEq::ct_eq(
                             &expected.0[..],
                             &raw.mac.0[..],
@@ -745,7 +773,7 @@ impl<'k> Verifier<'k> {
                     Summary::Record {
                         seq: raw.seq,
                         prev: raw.prev,
-                        hash: link_hash(raw.seq, &raw.prev, &raw.kid, raw.record, &raw.mac),
+                        hash: link_hash(raw.seq, &raw.prev, &raw.kid, &digest, &raw.mac),
                         authentic,
                         unknown_kid,
                     }

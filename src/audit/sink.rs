@@ -298,11 +298,13 @@ impl<S: AuditSink> AuditLog<S> {
     /// Seals `record` and appends it. Under [`FailurePolicy::FailClosed`] a sink failure is an
     /// error and the request it describes must fail.
     pub fn record(&self, record: AuditRecord) -> Result<Receipt, AuditError> {
-        // The canonical bytes do not depend on the chain: written before the lock, they keep
-        // the section other threads wait on to the two hashes and the sink's append.
+        // The canonical bytes and their digest do not depend on the chain: done before the
+        // lock, they keep the section other threads wait on to two short hashes and the
+        // sink's append.
         let canonical = record.canonical_bytes();
+        let digest = super::chain::record_digest(&canonical);
         let mut chain = lock(&self.chain);
-        let sealed = chain.seal_canonical(record, canonical);
+        let sealed = chain.seal_canonical(record, canonical, &digest);
         match self.sink.append(&sealed) {
             Ok(()) => {
                 chain.commit(&sealed);

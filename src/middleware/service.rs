@@ -135,8 +135,15 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> Option<RequestId> {
+        use std::fmt::Write as _;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        RequestId::new(format!("fg-{}-{n}", self.id_prefix)).ok()
+        // `fg-` ‖ 12 hex digits ‖ `-` ‖ at most 20 decimal digits.
+        let mut id = String::with_capacity(36);
+        id.push_str("fg-");
+        id.push_str(&self.id_prefix);
+        id.push('-');
+        let _ = write!(id, "{n}");
+        RequestId::new(id).ok()
     }
 }
 

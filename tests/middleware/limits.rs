@@ -249,6 +249,20 @@ async fn cached_signatures_never_outlive_expiry_or_revocation() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert!(v.validate_headers(&headers(&tampered), START).is_err());
     assert_eq!(v.len(), 1);
+    // Nor does the cached signature under other claims (the cache hashes the signature only).
+    let mut other = claims.clone();
+    other.patient = Some(fhirguard::ids::PatientId::new("someone-else").unwrap());
+    let forged = {
+        let theirs = s.sign(&other);
+        let (signed, _) = theirs.rsplit_once('.').unwrap();
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        format!("{signed}.{signature}")
+    };
+    assert_eq!(
+        v.validate_headers(&headers(&forged), START).unwrap_err(),
+        TokenRejection::BadSignature
+    );
+    assert_eq!(v.len(), 1);
     // Revocation is seen although the signature is cached.
     assert!(v.validate_headers(&headers(&token), START).is_ok());
     s.revoke_token(&claims);

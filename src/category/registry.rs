@@ -213,8 +213,13 @@ struct RegistryFile {
     supporting: SupportingDef,
 }
 
+/// The registry's lookup tables. Only configuration is inserted into them; the codes of
+/// returned resources are looked up, which costs a hash each per request, so a faster keyed hash
+/// than the standard SipHash pays.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// system → code → category indices.
-pub(crate) type CodeIndex = HashMap<String, HashMap<String, Vec<u16>>>;
+pub(crate) type CodeIndex = FastMap<String, FastMap<String, Vec<u16>>>;
 
 /// Compiled rules of one resource type.
 #[derive(Debug, Default, Clone)]
@@ -239,9 +244,9 @@ pub struct CategoryRegistry {
     pub(crate) version: String,
     pub(crate) source: Option<String>,
     pub(crate) categories: Vec<Category>,
-    pub(crate) by_id: HashMap<CategoryId, u16>,
-    pub(crate) aliases: HashMap<String, String>,
-    pub(crate) types: HashMap<String, TypeIndex>,
+    pub(crate) by_id: FastMap<CategoryId, u16>,
+    pub(crate) aliases: FastMap<String, String>,
+    pub(crate) types: FastMap<String, TypeIndex>,
     pub(crate) supporting: Vec<SupportingType>,
     pub(crate) supporting_rule: String,
     pub(crate) bucket_prefix: String,
@@ -288,9 +293,9 @@ impl CategoryRegistry {
             version: String::new(),
             source: None,
             categories: Vec::new(),
-            by_id: HashMap::new(),
-            aliases: HashMap::new(),
-            types: HashMap::new(),
+            by_id: FastMap::default(),
+            aliases: FastMap::default(),
+            types: FastMap::default(),
             supporting: Vec::new(),
             supporting_rule: String::new(),
             bucket_prefix: "other-".to_owned(),
@@ -340,7 +345,7 @@ impl CategoryRegistry {
                         let slot = match entry.elements.iter().position(|(e, _)| e == element) {
                             Some(i) => i,
                             None => {
-                                entry.elements.push((element.clone(), HashMap::new()));
+                                entry.elements.push((element.clone(), FastMap::default()));
                                 entry.elements.len() - 1
                             }
                         };

@@ -650,7 +650,10 @@ impl Shared {
         now: OffsetDateTime,
     ) -> Result<Authorized, GuardRejection> {
         let config = &self.config;
-        let ValidatedToken { claims, .. } = config
+        let ValidatedToken {
+            claims,
+            grant: validated_grant,
+        } = config
             .validator
             .validate_headers(headers, now)
             .map_err(GuardRejection::Token)?;
@@ -658,9 +661,18 @@ impl Shared {
         trail.grant.clone_from(&claims.grant_id);
         trail.patient.clone_from(&claims.patient);
 
-        // The grant, asked again of the configured source: the validator may be the host's.
+        // The grant, asked again of the configured source (the validator may be the host's),
+        // unless the validator just asked that very source.
+        let same_source = config
+            .validator
+            .grant_source()
+            .is_some_and(|source| Arc::ptr_eq(source, &config.grants));
+        let status = |grant_id| match validated_grant {
+            Some(grant) if same_source => GrantStatus::Active(grant),
+            _ => config.grants.grant_status(grant_id, now),
+        };
         let (patient, categories) = match &claims.grant_id {
-            Some(grant_id) => match config.grants.grant_status(grant_id, now) {
+            Some(grant_id) => match status(grant_id) {
                 GrantStatus::Active(grant) => {
                     if grant.client_id != claims.client_id
                         || claims.patient.as_ref().is_some_and(|p| *p != grant.patient)

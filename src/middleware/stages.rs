@@ -11,6 +11,7 @@ use crate::abuse::{
     EndpointClass, LimitKey, RateLimitDecision, RateLimitStore, RateLimitStoreError, RateLimiter,
 };
 use crate::audit::{AuditError, AuditLog, AuditRecord, AuditSink, Receipt};
+use crate::consent::GrantStatusSource;
 use crate::token::{AccessTokenValidator, AuthorizationServer, TokenRejection, ValidatedToken};
 
 /// Validates the access token of a request (stage 2 of the pipeline).
@@ -24,6 +25,14 @@ pub trait TokenValidation: Send + Sync {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<ValidatedToken, TokenRejection>;
+
+    /// The grant source whose answer [`ValidatedToken::grant`] carries, if the validator asks
+    /// one. When it is the guard's own configured source (the same `Arc`), the guard takes the
+    /// validator's answer instead of asking the same source a second time for the same
+    /// instant; otherwise (the default) it asks its own source again.
+    fn grant_source(&self) -> Option<&Arc<dyn GrantStatusSource>> {
+        None
+    }
 }
 
 impl TokenValidation for AccessTokenValidator {
@@ -33,6 +42,10 @@ impl TokenValidation for AccessTokenValidator {
         now: OffsetDateTime,
     ) -> Result<ValidatedToken, TokenRejection> {
         AccessTokenValidator::validate_headers(self, headers, now)
+    }
+
+    fn grant_source(&self) -> Option<&Arc<dyn GrantStatusSource>> {
+        Some(self.grants())
     }
 }
 
@@ -44,6 +57,10 @@ impl TokenValidation for AuthorizationServer {
     ) -> Result<ValidatedToken, TokenRejection> {
         self.validator().validate_headers(headers, now)
     }
+
+    fn grant_source(&self) -> Option<&Arc<dyn GrantStatusSource>> {
+        Some(self.validator().grants())
+    }
 }
 
 impl<T: TokenValidation + ?Sized> TokenValidation for Arc<T> {
@@ -53,6 +70,10 @@ impl<T: TokenValidation + ?Sized> TokenValidation for Arc<T> {
         now: OffsetDateTime,
     ) -> Result<ValidatedToken, TokenRejection> {
         (**self).validate_headers(headers, now)
+    }
+
+    fn grant_source(&self) -> Option<&Arc<dyn GrantStatusSource>> {
+        (**self).grant_source()
     }
 }
 

@@ -203,4 +203,8 @@ impl TokenValidation for CachedTokenValidator {
         };
         Ok(ValidatedToken { claims, grant })
     }
+
+    fn grant_source(&self) -> Option<&Arc<dyn crate::consent::GrantStatusSource>> {
+        Some(&self.server.grants)
+    }
 }

@@ -325,6 +325,11 @@ impl AccessTokenValidator {
         &self.config
     }
 
+    /// The grant source each token's grant is checked against.
+    pub fn grants(&self) -> &Arc<dyn GrantStatusSource> {
+        &self.grants
+    }
+
     /// Validates the `Authorization: Bearer` token of a request.
     pub fn validate_headers(
         &self,

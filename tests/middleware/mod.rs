@@ -82,6 +82,26 @@ async fn cached_validator_still_sees_expiry_and_revocation() {
     .await;
 }
 
+/// The guard takes the token validator's word on the grant only when the validator asked the
+/// guard's own grant source; a guard configured with another source asks that one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guards_own_grant_source_is_asked_when_it_is_not_the_validators() {
+    use fhirguard::token::MemoryGrantStatus;
+    let path = format!("/fhir/Observation/{VITAL_355}");
+    for cached_validator in [false, true] {
+        // The guard's source knows nothing of the grant the validator's source holds active.
+        let s = TestServer::start(Options {
+            cached_validator,
+            guard_grants: Some(Arc::new(MemoryGrantStatus::new())),
+            ..Options::default()
+        })
+        .await;
+        let refused = s.get(&path, Some(&s.token())).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(s.seen().is_empty());
+    }
+}
+
 async fn tokens_get_401(options: Options) {
     let s = TestServer::start(options).await;
     let path = format!("/fhir/Observation/{VITAL_355}");

@@ -150,6 +150,8 @@ pub struct Options {
     pub allow_grantless: bool,
     /// Validate through `CachedTokenValidator` instead of the server's validator.
     pub cached_validator: bool,
+    /// The guard asks this grant source instead of the one the token validator asks.
+    pub guard_grants: Option<Arc<dyn fhirguard::consent::GrantStatusSource>>,
 }
 
 impl Default for Options {
@@ -165,6 +167,7 @@ impl Default for Options {
             anomaly: None,
             allow_grantless: false,
             cached_validator: false,
+            guard_grants: None,
         }
     }
 }
@@ -301,7 +304,12 @@ impl TestServer {
             } else {
                 server.clone()
             })
-            .grants(grants.clone())
+            .grants(
+                options
+                    .guard_grants
+                    .clone()
+                    .unwrap_or_else(|| grants.clone()),
+            )
             .registry(Arc::new(CategoryRegistry::default_registry()))
             .audit(options.audit.clone().unwrap_or_else(|| audit.clone()))
             .clock(clock.clone())

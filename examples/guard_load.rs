@@ -6,6 +6,15 @@
 //! the guarded/unguarded ratio, and checks that the audit log holds exactly one record per
 //! request served.
 //!
+//! Each is measured in two topologies. On *shared cores* the servers (two worker threads) and
+//! wrk (`LOAD_THREADS` threads) run on the same two cores, as on a small machine: the
+//! generator's work competes with the server's, and a slower server leaves wrk idle so that
+//! every response must wake it, which bills kernel time to the side that is already slower. On
+//! *separate cores* (two CPUs and `taskset` needed) the servers run on one worker thread pinned
+//! to CPU 0 and wrk with one thread on CPU 1, so the figure is what the server itself
+//! sustains; the ratio is checked there (on shared cores when separate cores are unavailable
+//! or not asked for).
+//!
 //! The process runs on the system allocator as it is: a counting allocator's shared counters
 //! would make every allocation contend between the cores and charge the side that allocates
 //! more. Allocations per request are counted by `cargo bench --bench guard`, on one thread.
@@ -22,7 +31,7 @@
 //! `LOAD_INPROC_REQUESTS` (20000: requests per side of the in-process timing),
 //! `LOAD_INPROC_ONLY` (`1`: stop after the in-process timing, e.g. to profile it),
 //! `LOAD_SERVE_SECONDS` (only serve both sides that long, printing their URLs and the token,
-//! to drive them by hand).
+//! to drive them by hand), `LOAD_TOPOLOGY` (`shared`, `separate`, or both by default).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 

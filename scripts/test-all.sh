@@ -63,7 +63,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps --quiet
 
 # --- middleware load test (issue 8) -----------------------------------------------------------
 # Guarded vs unguarded FHIR read over loopback with wrk, 32 connections, the handler answering
-# with bytes and with FhirJson, two ABBA rounds of 3 s runs each (about a minute). In this run
+# with bytes and with FhirJson, on shared and on separate cores, two ABBA rounds of 3 s runs
+# each (about two minutes). In this run
 # it fails on what must hold on any machine: a non-2xx response, or audit records != requests
 # served. The throughput ratio is printed, not enforced (LOAD_MIN_RATIO=0): a CI machine's load
 # varies, and speed is shown by the figures in docs/performance.md, not by a timed test. Run

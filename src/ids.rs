@@ -79,9 +79,9 @@ macro_rules! identifier {
 
         impl $name {
             /// Validates `value` and wraps it.
-            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
-                check($kind, &value, $max, $alphabet)?;
+            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                check($kind, value, $max, $alphabet)?;
                 Ok(Self(Arc::from(value)))
             }
 

@@ -176,10 +176,10 @@ impl AnomalyDetector {
 
     /// Records one served request of `grant` that disclosed `categories`, and returns the
     /// signals it raised (usually none).
-    pub fn observe(
+    pub fn observe<'c>(
         &self,
         grant: &GrantId,
-        categories: &[CategoryId],
+        categories: impl IntoIterator<Item = &'c CategoryId>,
         now: OffsetDateTime,
     ) -> Vec<AnomalySignal> {
         let config = &self.config;

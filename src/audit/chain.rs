@@ -337,30 +337,69 @@ pub(crate) fn record_digest(canonical: &[u8]) -> Digest {
     Digest(out)
 }
 
+/// The longest input the MAC or the link hash covers: the link's domain, sequence number,
+/// previous hash, key-id length and key id (at most 32 bytes), record digest and MAC.
+const BOUND_MAX: usize = 24 + 8 + 32 + 1 + 32 + 32 + 32;
+
+/// The bytes the MAC and the link hash cover, gathered on the stack and hashed in one call:
+/// `domain ‖ seq (u64, big-endian) ‖ prev ‖ len(kid) (u8) ‖ kid ‖ record digest [‖ mac]`.
+struct Bound {
+    buf: [u8; BOUND_MAX],
+    len: usize,
+}
+
+impl Bound {
+    fn new(
+        domain: &[u8],
+        seq: u64,
+        prev: &Digest,
+        kid: &KeyId,
+        record: &Digest,
+        mac: Option<&Digest>,
+    ) -> Self {
+        let mut bound = Bound {
+            buf: [0u8; BOUND_MAX],
+            len: 0,
+        };
+        let kid = kid.as_str().as_bytes();
+        bound.push(domain);
+        bound.push(&seq.to_be_bytes());
+        bound.push(&prev.0);
+        // A key id is at most 32 bytes (`KeyId`'s limit), so its length fits one byte.
+        bound.push(&[kid.len() as u8]);
+        bound.push(kid);
+        bound.push(&record.0);
+        if let Some(mac) = mac {
+            bound.push(&mac.0);
+        }
+        bound
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        // Every input fits by construction (`BOUND_MAX`); a piece that would not is left out
+        // rather than panicking, and the seal it belongs to then fails to verify.
+        if let Some(slot) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 fn mac_context(key: &hmac::Key, seq: u64, prev: &Digest, kid: &KeyId, record: &Digest) -> Digest {
-    let mut ctx = hmac::Context::with_key(key);
-    ctx.update(MAC_DOMAIN);
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&prev.0);
-    ctx.update(&[kid.as_str().len() as u8]);
-    ctx.update(kid.as_str().as_bytes());
-    ctx.update(&record.0);
-    let tag = ctx.sign();
+    let bound = Bound::new(MAC_DOMAIN, seq, prev, kid, record, None);
+    let tag = hmac::sign(key, bound.bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     Digest(out)
 }
 
 fn link_hash(seq: u64, prev: &Digest, kid: &KeyId, record: &Digest, mac: &Digest) -> Digest {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(LINK_DOMAIN);
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&prev.0);
-    ctx.update(&[kid.as_str().len() as u8]);
-    ctx.update(kid.as_str().as_bytes());
-    ctx.update(&record.0);
-    ctx.update(&mac.0);
-    let d = ctx.finish();
+    let bound = Bound::new(LINK_DOMAIN, seq, prev, kid, record, Some(mac));
+    let d = digest::digest(&digest::SHA256, bound.bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     Digest(out)
@@ -935,6 +974,38 @@ mod tests {
         let mut out = Vec::new();
         push_hex_bytes(&mut out, &d.0);
         assert_eq!(out, d.to_hex().into_bytes());
+    }
+
+    #[test]
+    fn the_bound_bytes_are_the_documented_concatenation() {
+        let prev = Digest([7u8; 32]);
+        let record = Digest([9u8; 32]);
+        let mac = Digest([5u8; 32]);
+        let kid = KeyId::new("k".repeat(32)).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(LINK_DOMAIN);
+        expected.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        expected.extend_from_slice(&prev.0);
+        expected.push(32);
+        expected.extend_from_slice(kid.as_str().as_bytes());
+        expected.extend_from_slice(&record.0);
+        expected.extend_from_slice(&mac.0);
+        let bound = Bound::new(
+            LINK_DOMAIN,
+            0x0102_0304_0506_0708,
+            &prev,
+            &kid,
+            &record,
+            Some(&mac),
+        );
+        // The longest key id and the MAC fill the buffer exactly: nothing is cut off.
+        assert_eq!(expected.len(), BOUND_MAX);
+        assert_eq!(bound.bytes(), &expected[..]);
+        let mac_bound = Bound::new(MAC_DOMAIN, 3, &prev, &kid, &record, None);
+        assert_eq!(
+            mac_bound.bytes().len(),
+            MAC_DOMAIN.len() + 8 + 32 + 1 + 32 + 32
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -55,16 +56,17 @@ fn param_byte(b: u8) -> bool {
 macro_rules! audit_identifier {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        // Shared, not owned: a request's id is copied into its context, its record and its
+        // header, and a clone should not cost an allocation each time.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `value` and wraps it.
-            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
-                check($kind, &value, $max, $alphabet)?;
-                Ok(Self(value))
+            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                check($kind, value, $max, $alphabet)?;
+                Ok(Self(Arc::from(value)))
             }
 
             /// The identifier as a string slice.
@@ -89,6 +91,12 @@ macro_rules! audit_identifier {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
                 Self::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 
@@ -323,7 +331,7 @@ impl Actor {
 
     /// The patient herself, signed in as `user`, with `fhirUser` `Patient/{patient}`.
     pub fn patient(user: UserId, patient: &PatientId) -> Self {
-        let id = ResourceId(patient.as_str().to_owned());
+        let id = ResourceId(Arc::from(patient.as_str()));
         Self {
             role: ActorRole::Patient,
             user: Some(user),
@@ -838,7 +846,7 @@ impl AuditRecord {
     /// The canonical bytes the chain's MAC covers: compact JSON, fields in declaration order,
     /// empty fields omitted. Parsing a line and re-serialising gives the same bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(384);
+        let mut out = Vec::with_capacity(640);
         self.write_canonical(&mut out);
         out
     }

@@ -1,6 +1,9 @@
 //! The classifier: which categories a FHIR resource belongs to.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
+use smallvec::{SmallVec, smallvec};
 
 use super::registry::{CategoryRegistry, SupportingType};
 use crate::ids::CategoryId;
@@ -53,12 +56,16 @@ impl Classification {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Class {
     /// Indices into `CategoryRegistry::categories` (sorted, deduplicated, non-empty).
-    Indices(Vec<u16>),
+    Indices(Indices),
     /// No rule matched and the type has no declared bucket: its implicit bucket.
     Implicit,
     /// A supporting type: index into `CategoryRegistry::supporting`.
     Supporting(usize),
 }
+
+/// Registry indices of the categories a resource falls in, inline up to eight (a resource
+/// falls in one or two), so that classifying one does not allocate.
+pub(crate) type Indices = SmallVec<[u16; 8]>;
 
 /// Calls `f(system, code)` for every coding found in an element value: a CodeableConcept, a
 /// list of them, a Coding, or a bare string code (system `""`).
@@ -124,7 +131,7 @@ impl CategoryRegistry {
         if let Some(s) = index.supporting {
             return Class::Supporting(s);
         }
-        let mut found: Vec<u16> = index.whole.clone();
+        let mut found = Indices::from_slice(&index.whole);
         for (element, systems) in &index.elements {
             if let Some(value) = resource.get(element) {
                 for_each_coding(value, 0, &mut |system, code| {
@@ -137,7 +144,7 @@ impl CategoryRegistry {
         }
         if found.is_empty() {
             return match index.bucket {
-                Some(b) => Class::Indices(vec![b]),
+                Some(b) => Class::Indices(smallvec![b]),
                 None => Class::Implicit,
             };
         }
@@ -164,6 +171,24 @@ impl CategoryRegistry {
         Classification {
             resource_type: resource_type.to_owned(),
             membership,
+        }
+    }
+
+    /// Adds the category ids of `class` to `out`: [`CategoryRegistry::expand`]'s categories
+    /// without building the classification (the guard's audit trail wants only the ids).
+    pub(crate) fn extend_ids(
+        &self,
+        resource_type: &str,
+        class: &Class,
+        out: &mut BTreeSet<CategoryId>,
+    ) {
+        match class {
+            Class::Indices(idx) => out.extend(
+                idx.iter()
+                    .filter_map(|&i| self.categories.get(usize::from(i)).map(|c| c.id.clone())),
+            ),
+            Class::Implicit => out.extend(self.uncategorised_id(resource_type)),
+            Class::Supporting(_) => {}
         }
     }
 }

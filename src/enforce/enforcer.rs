@@ -83,6 +83,48 @@ const CONSTRAINT_ELEMENTS: &[(&str, &str)] = &[
     ("verification-status", "verificationStatus"),
 ];
 
+/// Which of the registry's categories are granted, by registry index: a word on the stack for
+/// registries of up to 128 categories (every realistic one), so that building an enforcer per
+/// request does not allocate for it; a vector beyond.
+#[derive(Debug, Clone)]
+enum GrantedIndices {
+    /// The bits, and how many of them the registry uses.
+    Inline(u128, usize),
+    Heap(Vec<bool>),
+}
+
+impl GrantedIndices {
+    fn new(len: usize) -> Self {
+        if len <= 128 {
+            GrantedIndices::Inline(0, len)
+        } else {
+            GrantedIndices::Heap(vec![false; len])
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        match self {
+            GrantedIndices::Inline(bits, len) => {
+                if i < *len {
+                    *bits |= 1u128 << i;
+                }
+            }
+            GrantedIndices::Heap(slots) => {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = true;
+                }
+            }
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            GrantedIndices::Inline(bits, len) => i < *len && bits & (1u128 << i) != 0,
+            GrantedIndices::Heap(slots) => slots.get(i).copied().unwrap_or(false),
+        }
+    }
+}
+
 /// Pure access decisions for one caller: granted scopes × patient in context × granted
 /// categories. Build one per request (cheap); it holds no I/O, no clock and no global state.
 #[derive(Debug, Clone)]
@@ -90,7 +132,7 @@ pub struct Enforcer<'r> {
     registry: &'r CategoryRegistry,
     grants: Cow<'r, [ResourceGrant]>,
     patient: Option<PatientId>,
-    granted: Vec<bool>,
+    granted: GrantedIndices,
     granted_ids: BTreeSet<CategoryId>,
     config: EnforceConfig,
 }
@@ -108,10 +150,10 @@ impl<'r> Enforcer<'r> {
     ) -> Self {
         let granted_ids: BTreeSet<CategoryId> = categories.into_iter().collect();
         // One lookup per granted category (a grant names few), not one per declared one.
-        let mut granted = vec![false; registry.categories().len()];
+        let mut granted = GrantedIndices::new(registry.categories().len());
         for id in &granted_ids {
-            if let Some(slot) = registry.index_of(id).and_then(|i| granted.get_mut(i)) {
-                *slot = true;
+            if let Some(i) = registry.index_of(id) {
+                granted.insert(i);
             }
         }
         Self {
@@ -241,9 +283,7 @@ impl<'r> Enforcer<'r> {
 
     fn category_granted(&self, resource_type: &str, class: &Class) -> bool {
         match class {
-            Class::Indices(idx) => idx
-                .iter()
-                .any(|&i| self.granted.get(usize::from(i)).copied().unwrap_or(false)),
+            Class::Indices(idx) => idx.iter().any(|&i| self.granted.contains(usize::from(i))),
             Class::Implicit => self
                 .registry
                 .uncategorised_id(resource_type)
@@ -375,6 +415,25 @@ impl<'r> Enforcer<'r> {
         }
         let (resource_type, class) = self.visible_as(resource, Need::Read)?;
         Ok(self.registry.expand(resource_type, class))
+    }
+
+    /// [`Enforcer::check_read_view`] adding the resource's category ids to `disclosed` instead
+    /// of returning its classification: what the guard's audit trail keeps, without the
+    /// classification's own allocations.
+    pub(crate) fn check_read_view_into<V: JsonView>(
+        &self,
+        request: &FhirRequest,
+        resource: &V,
+        disclosed: &mut BTreeSet<CategoryId>,
+    ) -> Result<(), DenyReason> {
+        if let Some(t) = &request.resource_type {
+            if resource.get("resourceType").and_then(JsonView::as_str) != Some(t.as_str()) {
+                return Err(DenyReason::TypeMismatch);
+            }
+        }
+        let (resource_type, class) = self.visible_as(resource, Need::Read)?;
+        self.registry.extend_ids(resource_type, &class, disclosed);
+        Ok(())
     }
 
     /// Checks a resource a write sends (create, update, patch result) or removes (delete: pass
@@ -716,7 +775,7 @@ impl<'r> Enforcer<'r> {
         if index.supporting.is_some() {
             return None;
         }
-        let is_granted = |i: &u16| self.granted.get(usize::from(*i)).copied().unwrap_or(false);
+        let is_granted = |i: &u16| self.granted.contains(usize::from(*i));
         let bucket_granted = match index.bucket {
             Some(b) => is_granted(&b),
             None => self
@@ -777,7 +836,7 @@ impl<'r> Enforcer<'r> {
         if !scope {
             return false;
         }
-        let is_granted = |i: u16| self.granted.get(usize::from(i)).copied().unwrap_or(false);
+        let is_granted = |i: u16| self.granted.contains(usize::from(i));
         match self.registry.type_index(ty) {
             None => self
                 .registry
@@ -1012,4 +1071,26 @@ fn refers_to<V: JsonView>(reference: &V, patient: &PatientId) -> bool {
         .and_then(JsonView::as_str)
         .and_then(reference_patient_id)
         == Some(patient.as_str())
+}
+
+#[cfg(test)]
+mod granted_indices_tests {
+    use super::GrantedIndices;
+
+    #[test]
+    fn inline_and_heap_sets_answer_alike() {
+        for len in [0usize, 1, 64, 127, 128, 129, 300] {
+            let mut set = GrantedIndices::new(len);
+            assert_eq!(matches!(set, GrantedIndices::Inline(..)), len <= 128);
+            let chosen: Vec<usize> = (0..len).filter(|i| i % 3 == 1).collect();
+            for &i in &chosen {
+                set.insert(i);
+            }
+            // Out of range: ignored, never a panic.
+            set.insert(len + 7);
+            for i in 0..len + 10 {
+                assert_eq!(set.contains(i), chosen.contains(&i), "len {len}, index {i}");
+            }
+        }
+    }
 }

@@ -101,6 +101,9 @@ impl FhirJson {
         let typed = TypedResource(Arc::clone(&self.value));
         let mut response = Response::new(self);
         *response.status_mut() = status;
+        // Room for the guard's security headers and request id too, so that they do not
+        // reallocate the map the handler's header went into.
+        *response.headers_mut() = http::HeaderMap::with_capacity(12);
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));

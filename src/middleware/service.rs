@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     semaphore: Option<Arc<Semaphore>>,
     id_prefix: String,
     counter: AtomicU64,
+    /// The length of the last body the guard serialised: where the next one's buffer starts.
+    last_body_len: AtomicUsize,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
             config,
             id_prefix: prefix,
             counter: AtomicU64::new(0),
+            last_body_len: AtomicUsize::new(0),
         }
     }
 
@@ -135,14 +138,36 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> Option<RequestId> {
-        use std::fmt::Write as _;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // `fg-` ‖ 12 hex digits ‖ `-` ‖ at most 20 decimal digits.
-        let mut id = String::with_capacity(36);
-        id.push_str("fg-");
-        id.push_str(&self.id_prefix);
-        id.push('-');
-        let _ = write!(id, "{n}");
+        // `fg-` ‖ 12 hex digits ‖ `-` ‖ at most 20 decimal digits, written on the stack so
+        // that the id's one allocation is the shared string itself.
+        let mut buf = [0u8; 36];
+        let prefix = self.id_prefix.as_bytes();
+        let head = 3 + prefix.len() + 1;
+        if head > 16 {
+            return None;
+        }
+        buf[..3].copy_from_slice(b"fg-");
+        buf[3..3 + prefix.len()].copy_from_slice(prefix);
+        buf[head - 1] = b'-';
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        let mut rest = n;
+        loop {
+            digits[len] = b'0' + (rest % 10) as u8;
+            len += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for (slot, digit) in buf[head..head + len]
+            .iter_mut()
+            .zip(digits[..len].iter().rev())
+        {
+            *slot = *digit;
+        }
+        let id = std::str::from_utf8(&buf[..head + len]).ok()?;
         RequestId::new(id).ok()
     }
 }
@@ -509,7 +534,7 @@ where
         }
     } else {
         trail.decision = Some(PolicyDecision::Permit);
-        match body.into_bytes(config.max_response_bytes) {
+        match body.into_bytes(&shared) {
             Ok(body) => body,
             Err(rejection) => return Ok(shared.reject(trail, rejection)),
         }
@@ -520,8 +545,7 @@ where
     let mut response = Response::from_parts(rparts, Full::new(body));
     shared.decorate(&trail, &mut response, ResponseKind::Phi);
     if let (Some(detector), Some(grant)) = (&config.anomaly, &trail.grant) {
-        let categories: Vec<CategoryId> = trail.categories.iter().cloned().collect();
-        let signals = detector.observe(grant, &categories, now);
+        let signals = detector.observe(grant, &trail.categories, now);
         if !signals.is_empty() {
             // The spike is a security event of its own, beside the request's record; like any
             // record it must be kept, or nothing is served.
@@ -550,21 +574,34 @@ enum Returned {
 impl Returned {
     /// The bytes to send; a value is serialised, under the same size limit as a handler's
     /// bytes.
-    fn into_bytes(self, max: usize) -> Result<Bytes, GuardRejection> {
+    fn into_bytes(self, shared: &Shared) -> Result<Bytes, GuardRejection> {
         match self {
             Returned::Bytes(bytes) => Ok(bytes),
-            Returned::Value(value) => serialize(&value, max),
+            Returned::Value(value) => shared.serialize(&value),
         }
     }
 }
 
-/// `value` as the bytes to send, at most `max` of them.
-fn serialize(value: &Value, max: usize) -> Result<Bytes, GuardRejection> {
-    let bytes = serde_json::to_vec(value).map_err(|_| GuardRejection::UpstreamResponse)?;
-    if bytes.len() > max {
-        return Err(GuardRejection::UpstreamResponse);
+/// The largest buffer a serialisation starts with, however large the last body was.
+const BODY_HINT_MAX: usize = 64 * 1024;
+
+impl Shared {
+    /// `value` as the bytes to send, at most `max_response_bytes` of them. The buffer starts
+    /// a little above the last body's length (a server's answers are of like sizes), which
+    /// spares the doublings an empty `Vec` grows through.
+    fn serialize(&self, value: &Value) -> Result<Bytes, GuardRejection> {
+        let hint = self
+            .last_body_len
+            .load(Ordering::Relaxed)
+            .clamp(256, BODY_HINT_MAX);
+        let mut bytes = Vec::with_capacity(hint + hint / 8);
+        serde_json::to_writer(&mut bytes, value).map_err(|_| GuardRejection::UpstreamResponse)?;
+        self.last_body_len.store(bytes.len(), Ordering::Relaxed);
+        if bytes.len() > self.config.max_response_bytes {
+            return Err(GuardRejection::UpstreamResponse);
+        }
+        Ok(Bytes::from(bytes))
     }
-    Ok(Bytes::from(bytes))
 }
 
 /// A `/metadata` or discovery request: no token; the handler answers; public headers.
@@ -744,29 +781,29 @@ impl Shared {
         body: Returned,
     ) -> Result<Bytes, GuardRejection> {
         let registry = &self.config.registry;
-        let max = self.config.max_response_bytes;
         match check {
             ResponseCheck::Nothing => {
                 trail.decision = Some(PolicyDecision::Permit);
-                body.into_bytes(max)
+                body.into_bytes(self)
             }
             ResponseCheck::Resource => {
-                let class = match &body {
+                match &body {
                     Returned::Bytes(bytes) => {
                         let resource = crate::json::probe(bytes, &self.probe_fields)
                             .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
-                        enforcer.check_read_view(request, &resource)
+                        enforcer.check_read_view_into(request, &resource, &mut trail.categories)
                     }
-                    Returned::Value(value) => enforcer.check_read_view(request, &**value),
+                    Returned::Value(value) => {
+                        enforcer.check_read_view_into(request, &**value, &mut trail.categories)
+                    }
                 }
                 .map_err(GuardRejection::ResponseDenied)?;
-                trail.categories.extend(class.categories().iter().cloned());
                 trail.decision = Some(if narrowed {
                     PolicyDecision::Narrowed { withheld: 0 }
                 } else {
                     PolicyDecision::Permit
                 });
-                body.into_bytes(max)
+                body.into_bytes(self)
             }
             ResponseCheck::Bundle => {
                 let mut bundle: Value = match body {
@@ -804,7 +841,7 @@ impl Shared {
                 } else {
                     PolicyDecision::Permit
                 });
-                serialize(&bundle, max)
+                self.serialize(&bundle)
             }
         }
     }
@@ -1302,6 +1339,17 @@ mod tests {
                         decision.clone().map(|()| registry.classify(whole).unwrap()),
                         "{ty} under {scope}"
                     );
+                    // The guard's form, which adds the ids to its audit trail, agrees.
+                    let mut disclosed = std::collections::BTreeSet::new();
+                    let into = enforcer.check_read_view_into(&request, &pruned, &mut disclosed);
+                    assert_eq!(into, decision.clone(), "{ty} under {scope}");
+                    let expected: std::collections::BTreeSet<_> = match &decision {
+                        Ok(()) => registry.classify(whole).unwrap().categories().to_vec(),
+                        Err(_) => Vec::new(),
+                    }
+                    .into_iter()
+                    .collect();
+                    assert_eq!(disclosed, expected, "{ty} under {scope}");
                     compared += 1;
                     allowed += usize::from(decision.is_ok());
                 }

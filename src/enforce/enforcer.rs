@@ -133,7 +133,7 @@ pub struct Enforcer<'r> {
     grants: Cow<'r, [ResourceGrant]>,
     patient: Option<PatientId>,
     granted: GrantedIndices,
-    granted_ids: BTreeSet<CategoryId>,
+    granted_ids: Cow<'r, BTreeSet<CategoryId>>,
     config: EnforceConfig,
 }
 
@@ -149,9 +149,21 @@ impl<'r> Enforcer<'r> {
         config: EnforceConfig,
     ) -> Self {
         let granted_ids: BTreeSet<CategoryId> = categories.into_iter().collect();
+        Self::with_granted(registry, grants, patient, Cow::Owned(granted_ids), config)
+    }
+
+    /// [`Enforcer::new`] with the approved categories as a set, which may be borrowed (the
+    /// guard lends the grant's own set, per request, without a copy).
+    pub fn with_granted(
+        registry: &'r CategoryRegistry,
+        grants: impl Into<Cow<'r, [ResourceGrant]>>,
+        patient: Option<PatientId>,
+        granted_ids: Cow<'r, BTreeSet<CategoryId>>,
+        config: EnforceConfig,
+    ) -> Self {
         // One lookup per granted category (a grant names few), not one per declared one.
         let mut granted = GrantedIndices::new(registry.categories().len());
-        for id in &granted_ids {
+        for id in granted_ids.iter() {
             if let Some(i) = registry.index_of(id) {
                 granted.insert(i);
             }

@@ -1,5 +1,6 @@
 //! The tower `Layer`, `Service` and response future, and the pipeline they run.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
@@ -34,7 +35,7 @@ use crate::audit::{
     Actor, ActorRole, AuditRecord, AuditTime, EventKind, FhirUser, FhirUserType, HttpMethod,
     Outcome, PolicyDecision, RecordError, RequestId, ResourceId, UserId,
 };
-use crate::consent::GrantStatus;
+use crate::consent::{ActiveGrant, GrantStatus};
 use crate::enforce::{Decision, DenyReason, Enforcer, ResponseCheck};
 use crate::fhir::{FhirRequest, PublicProblem, SearchParam, problem_response};
 use crate::ids::{CategoryId, ClientId, GrantId, PatientId};
@@ -442,11 +443,11 @@ where
     };
 
     // 4. Enforce: decide, narrow.
-    let enforcer = Enforcer::new(
+    let enforcer = Enforcer::with_granted(
         &config.registry,
         authorized.typed.0.as_slice(),
         authorized.patient.clone(),
-        authorized.categories.iter().cloned(),
+        Cow::Borrowed(authorized.categories.set()),
         config.enforce,
     );
     let (narrowing, check) = match enforcer.decide(&request) {
@@ -480,7 +481,7 @@ where
         patient: authorized.patient,
         client_id: authorized.client_id,
         grant_id: trail.grant.clone(),
-        categories: authorized.categories,
+        categories: authorized.categories.set().clone(),
         scopes: Arc::clone(&authorized.typed.1),
         request: narrowed,
         narrowing,
@@ -673,10 +674,26 @@ where
 struct Authorized {
     client_id: ClientId,
     patient: Option<PatientId>,
-    categories: BTreeSet<CategoryId>,
+    categories: Approved,
     /// The token's scopes, typed once per distinct scope string and shared.
     typed: TypedScopes,
     fhir_user: Option<String>,
+}
+
+/// The categories a request may disclose: the grant's own set, lent to the enforcer without a
+/// copy, or (a grantless token, where allowed) every declared category.
+enum Approved {
+    Grant(Arc<ActiveGrant>),
+    All(BTreeSet<CategoryId>),
+}
+
+impl Approved {
+    fn set(&self) -> &BTreeSet<CategoryId> {
+        match self {
+            Approved::Grant(grant) => &grant.categories,
+            Approved::All(set) => set,
+        }
+    }
 }
 
 impl Shared {
@@ -716,7 +733,7 @@ impl Shared {
                     {
                         return Err(GuardRejection::Token(TokenRejection::GrantMismatch));
                     }
-                    (Some(grant.patient.clone()), grant.categories.clone())
+                    (Some(grant.patient.clone()), Approved::Grant(grant))
                 }
                 GrantStatus::Expired => {
                     return Err(GuardRejection::Token(TokenRejection::GrantExpired));
@@ -730,12 +747,14 @@ impl Shared {
             },
             None if config.allow_grantless => (
                 claims.patient.clone(),
-                config
-                    .registry
-                    .categories()
-                    .iter()
-                    .map(|c| c.id.clone())
-                    .collect(),
+                Approved::All(
+                    config
+                        .registry
+                        .categories()
+                        .iter()
+                        .map(|c| c.id.clone())
+                        .collect(),
+                ),
             ),
             None => return Err(GuardRejection::GrantlessToken),
         };

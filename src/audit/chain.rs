@@ -376,8 +376,9 @@ impl Bound {
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        // Every input fits by construction (`BOUND_MAX`); a piece that would not is left out
-        // rather than panicking, and the seal it belongs to then fails to verify.
+        // Unreachable overflow: the domains are constants and `KeyId` refuses more than 32
+        // bytes, so every input fits `BOUND_MAX` (a unit test fills it exactly). Should that
+        // ever change, a piece is left out rather than panicking.
         if let Some(slot) = self.buf.get_mut(self.len..self.len + bytes.len()) {
             slot.copy_from_slice(bytes);
             self.len += bytes.len();

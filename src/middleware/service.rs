@@ -151,23 +151,10 @@ impl Shared {
         buf[..3].copy_from_slice(b"fg-");
         buf[3..3 + prefix.len()].copy_from_slice(prefix);
         buf[head - 1] = b'-';
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        let mut rest = n;
-        loop {
-            digits[len] = b'0' + (rest % 10) as u8;
-            len += 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        for (slot, digit) in buf[head..head + len]
-            .iter_mut()
-            .zip(digits[..len].iter().rev())
-        {
-            *slot = *digit;
-        }
+        let mut digits = &mut buf[head..];
+        let room = digits.len();
+        std::io::Write::write_fmt(&mut digits, format_args!("{n}")).ok()?;
+        let len = room - digits.len();
         let id = std::str::from_utf8(&buf[..head + len]).ok()?;
         RequestId::new(id).ok()
     }

@@ -50,7 +50,7 @@ pub(crate) use classify::{Class, for_each_coding};
 pub use classify::{Classification, ClassifyError, Membership};
 pub use registry::{
     Category, CategoryKind, CategoryRegistry, REGISTRY_FORMAT, RegistryError, Rule, ScopeTemplate,
-    SupportingType,
+    SupportingType, WithheldElement,
 };
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ pub enum RegistryError {
         coding: String,
     },
     /// A supporting resource type refers to a category that is not declared.
-    #[error("supporting type {resource_type} refers to unknown category {id:?}")]
+    #[error(
+        "supporting type or withheld element of {resource_type} refers to unknown category {id:?}"
+    )]
     UnknownCategory {
         /// The supporting type.
         resource_type: String,
@@ -85,6 +87,15 @@ pub enum RegistryError {
     BadScope {
         /// The category holding the scope.
         id: String,
+    },
+    /// A withheld-element rule names no element, or an identifier type without a system or
+    /// code.
+    #[error(
+        "a withheld element of {resource_type} names no element or a malformed identifier type"
+    )]
+    BadWithheld {
+        /// The resource type of the rule.
+        resource_type: String,
     },
 }
 
@@ -199,6 +210,44 @@ struct SupportingDef {
     types: Vec<SupportingType>,
 }
 
+/// An element of a returned resource that a category's label does not cover: it is removed
+/// unless one of the categories in `with` is granted (`Patient.contact` names family members,
+/// which the family-and-caregivers category covers, not demographics). With
+/// `identifier_types` or `identifier_systems`, the element is an `Identifier` list and only the
+/// matching entries are removed (a Social Security number, not the medical record number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WithheldElement {
+    /// The resource type.
+    pub resource_type: String,
+    /// The top-level element.
+    pub element: String,
+    /// Category ids of which one, granted, lets the element through; empty: never sent.
+    #[serde(default)]
+    pub with: Vec<String>,
+    /// `system|code` identifier types (`Identifier.type.coding`) whose entries are removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier_types: Vec<String>,
+    /// `Identifier.system` values whose entries are removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier_systems: Vec<String>,
+}
+
+impl WithheldElement {
+    /// Whether the rule removes only some entries of an `Identifier` list.
+    pub fn is_identifier_filter(&self) -> bool {
+        !self.identifier_types.is_empty() || !self.identifier_systems.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WithheldDef {
+    #[serde(default)]
+    rule: String,
+    elements: Vec<WithheldElement>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RegistryFile {
@@ -211,6 +260,8 @@ struct RegistryFile {
     categories: Vec<CategoryDef>,
     uncategorised: UncategorisedDef,
     supporting: SupportingDef,
+    #[serde(default)]
+    withheld: WithheldDef,
 }
 
 /// The registry's lookup tables. Only configuration is inserted into them; the codes of
@@ -255,6 +306,10 @@ pub struct CategoryRegistry {
     /// `resourceType` and every element name any rule looks at: what the raw-bytes probe
     /// keeps.
     pub(crate) element_names: Vec<String>,
+    /// Elements removed from returned resources unless a category covering them is granted.
+    pub(crate) withheld: Vec<WithheldElement>,
+    /// For each withheld element, the indices of the categories in its `with`.
+    pub(crate) withheld_with: Vec<Vec<usize>>,
 }
 
 fn check_type(name: &str) -> Result<(), RegistryError> {
@@ -302,6 +357,8 @@ impl CategoryRegistry {
             default_label: String::new(),
             default_description: String::new(),
             element_names: vec!["resourceType".to_owned()],
+            withheld: Vec::new(),
+            withheld_with: Vec::new(),
         }
     }
 
@@ -456,6 +513,36 @@ impl CategoryRegistry {
         {
             return Err(RegistryError::NoRules { id });
         }
+        for rule in file.withheld.elements {
+            check_type(&rule.resource_type)?;
+            if rule.element.is_empty()
+                || rule.identifier_types.iter().any(|t| {
+                    t.split_once('|')
+                        .is_none_or(|(s, c)| s.trim().is_empty() || c.trim().is_empty())
+                })
+            {
+                return Err(RegistryError::BadWithheld {
+                    resource_type: rule.resource_type,
+                });
+            }
+            let mut with = Vec::with_capacity(rule.with.len());
+            for w in &rule.with {
+                match CategoryId::new(w.clone())
+                    .ok()
+                    .and_then(|id| reg.index_of(&id))
+                {
+                    Some(i) => with.push(i),
+                    None => {
+                        return Err(RegistryError::UnknownCategory {
+                            resource_type: rule.resource_type.clone(),
+                            id: w.clone(),
+                        });
+                    }
+                }
+            }
+            reg.withheld.push(rule);
+            reg.withheld_with.push(with);
+        }
         Ok(reg)
     }
 
@@ -576,6 +663,11 @@ impl CategoryRegistry {
 
     pub(crate) fn type_index(&self, resource_type: &str) -> Option<&TypeIndex> {
         self.types.get(resource_type)
+    }
+
+    /// The elements withheld from returned resources unless a covering category is granted.
+    pub fn withheld(&self) -> &[WithheldElement] {
+        &self.withheld
     }
 }
 

@@ -214,6 +214,34 @@ fn host_registries_are_validated() {
         CategoryRegistry::from_json(&bad.to_string()),
         Err(RegistryError::UnsupportedFormat { .. })
     ));
+    let mut unknown = base.clone();
+    unknown["withheld"]["elements"][0]["with"] = json!(["no-such-category"]);
+    assert!(matches!(
+        CategoryRegistry::from_json(&unknown.to_string()),
+        Err(RegistryError::UnknownCategory { .. })
+    ));
+    let mut no_element = base.clone();
+    no_element["withheld"]["elements"][0]["element"] = json!("");
+    assert!(matches!(
+        CategoryRegistry::from_json(&no_element.to_string()),
+        Err(RegistryError::BadWithheld { .. })
+    ));
+    let mut no_code = base.clone();
+    no_code["withheld"]["elements"][1]["identifierTypes"] = json!(["http://x|"]);
+    assert!(matches!(
+        CategoryRegistry::from_json(&no_code.to_string()),
+        Err(RegistryError::BadWithheld { .. })
+    ));
+    // The section is optional: a host registry without it withholds nothing.
+    let mut without = base.clone();
+    without.as_object_mut().unwrap().remove("withheld");
+    assert!(
+        CategoryRegistry::from_json(&without.to_string())
+            .unwrap()
+            .withheld()
+            .is_empty()
+    );
+    assert_eq!(CategoryRegistry::default_registry().withheld().len(), 4);
     let mut conflict = base;
     conflict["supporting"]["types"][0]["resourceType"] = json!("Observation");
     assert!(matches!(

@@ -29,6 +29,8 @@ pub struct FilterReport {
     pub kept: usize,
     /// Entries dropped (outside the grant, OperationOutcomes, deleted history entries).
     pub dropped: usize,
+    /// Parts removed from kept entries by [`Enforcer::redact`].
+    pub redacted: usize,
 }
 
 /// Resource types that are never in a patient's compartment and carry no patient data of their
@@ -186,6 +188,11 @@ impl<'r> Enforcer<'r> {
     /// The granted categories.
     pub fn granted_categories(&self) -> &BTreeSet<CategoryId> {
         &self.granted_ids
+    }
+
+    /// Whether the category at registry index `i` is granted.
+    pub(super) fn granted_index(&self, i: usize) -> bool {
+        self.granted.contains(i)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -473,7 +480,7 @@ impl<'r> Enforcer<'r> {
     // -----------------------------------------------------------------------------------------
 
     /// Filters a search, history or `$everything` Bundle in place: drops every entry outside
-    /// the grant, every OperationOutcome entry (its text could name hidden data) and every
+    /// the grant, redacts the kept ones ([`Enforcer::redact`]), every OperationOutcome entry (its text could name hidden data) and every
     /// entry without a resource (deleted history versions); recomputes `total` when the bundle
     /// is the only page and removes it otherwise; keeps only the `self`, `next` and `previous`
     /// links.
@@ -484,10 +491,15 @@ impl<'r> Enforcer<'r> {
         };
         let mut matches = 0usize;
         if let Some(Value::Array(entries)) = obj.get_mut("entry") {
-            entries.retain(|entry| {
+            entries.retain_mut(|entry| {
                 let keep = self.entry_visible(entry);
                 if keep {
                     report.kept += 1;
+                    if let Some(resource) = entry.get_mut("resource") {
+                        if self.needs_redaction(resource) {
+                            report.redacted += self.redact(resource);
+                        }
+                    }
                     let mode = entry
                         .get("search")
                         .and_then(|s| s.get("mode"))
@@ -840,7 +852,7 @@ impl<'r> Enforcer<'r> {
 
     /// Whether every resource of `ty` the caller could be shown is shown: a whole-type search
     /// scope without constraints, and every category that could hold one granted.
-    fn fully_visible(&self, ty: &str) -> bool {
+    pub(super) fn fully_visible(&self, ty: &str) -> bool {
         let scope = self
             .grants
             .iter()
@@ -1025,6 +1037,7 @@ impl<'r> Enforcer<'r> {
                     (Some(ResponseCheck::Bundle), Some(nested)) => {
                         let r = self.filter_bundle(nested);
                         report.dropped += r.dropped;
+                        report.redacted += r.redacted;
                         None
                     }
                     (Some(ResponseCheck::Resource), Some(resource)) => {
@@ -1035,6 +1048,9 @@ impl<'r> Enforcer<'r> {
                             Some(req) => self.check_read(req, resource),
                             None => Err(DenyReason::Incomplete),
                         };
+                        if check.is_ok() && self.needs_redaction(resource) {
+                            report.redacted += self.redact(resource);
+                        }
                         check.err().map(|reason| self.wire_outcome(&reason))
                     }
                     (_, Some(_)) => Some(outcome(StatusCode::FORBIDDEN)),

@@ -15,6 +15,11 @@
 //!    its categories against the grant.
 //! 3. **After a search, history or `$everything`** — [`Enforcer::filter_bundle`]: entries outside
 //!    the grant are dropped, `total` and `link` are rewritten so they reveal nothing about them.
+//! 4. **Before sending** — [`Enforcer::needs_redaction`] / [`Enforcer::redact`]: a visible
+//!    resource loses what it names outside the grant (the `display` and `identifier` of
+//!    references to hidden types, contained resources of hidden types, and the registry's
+//!    withheld elements such as government identifiers in `Patient`), and is labelled
+//!    `REDACTED`.
 //!
 //! Every refusal has one generic wire form ([`Enforcer::wire_outcome`]); refusals that depend on
 //! stored data look exactly like a missing resource ([`Enforcer::missing_outcome`]).
@@ -23,10 +28,12 @@
 mod decision;
 mod enforcer;
 mod grant;
+mod redact;
 
 pub use decision::{Concealment, Decision, DenyReason, ResponseCheck, WireOutcome};
 pub use enforcer::{EnforceConfig, Enforcer, FilterReport};
 pub use grant::{Need, Permissions, ResourceGrant, ScopeContext};
+pub use redact::{REDACTED_CODE, REDACTED_SYSTEM};
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,7 @@ type TypedScopes = Arc<(
 /// the type, the id (a Patient's own compartment), the granular-scope constraint elements and
 /// the patient-reference elements of the compartment check. Everything else in a returned
 /// resource is skipped (validated as JSON, not built), so a large resource costs little.
+#[cfg(test)]
 const PROBE_ELEMENTS: &[&str] = &[
     "resourceType",
     "id",
@@ -74,8 +75,11 @@ const PROBE_ELEMENTS: &[&str] = &[
     "target",
 ];
 
-/// What the response check keeps of a returned resource: [`PROBE_ELEMENTS`] and the elements
-/// the registry's rules read.
+/// What a pruned probe must keep of a returned resource for the response check to decide as
+/// on the whole one: [`PROBE_ELEMENTS`] and the elements the registry's rules read. The guard
+/// itself parses returned bytes in full (redaction reads every reference); the test below
+/// keeps the probe's list honest for hosts that classify bytes.
+#[cfg(test)]
 fn probe_fields(registry: &crate::category::CategoryRegistry) -> Vec<String> {
     let mut fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
     for name in &registry.element_names {
@@ -91,8 +95,6 @@ const SCOPE_CACHE_CAPACITY: usize = 1024;
 
 pub(crate) struct Shared {
     pub(crate) config: GuardConfig,
-    /// The top-level elements enforcement and classification read from a returned resource.
-    probe_fields: Vec<String>,
     scopes: std::sync::RwLock<std::collections::HashMap<String, TypedScopes>>,
     semaphore: Option<Arc<Semaphore>>,
     id_prefix: String,
@@ -110,9 +112,7 @@ impl Shared {
                 // Uniqueness, not secrecy, is what a correlation id needs.
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
-        let probe_fields = probe_fields(&config.registry);
         Self {
-            probe_fields,
             scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
             semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             config,
@@ -456,7 +456,8 @@ where
         Arc::new(narrowed)
     };
     trail.request = Some(sent);
-    let has_narrowing = !narrowing.is_empty();
+    // The handler's Bundle links repeat the narrowing; it is taken out of them again.
+    let link_narrowing = narrowing.clone();
     let mut parts = parts;
     if !narrowing.is_empty() {
         match append_query(&parts.uri, &narrowing) {
@@ -511,7 +512,7 @@ where
         let sent = trail.request.take();
         let filtered = match &sent {
             Some(request) => {
-                shared.filter(&mut trail, &enforcer, check, request, has_narrowing, body)
+                shared.filter(&mut trail, &enforcer, check, request, &link_narrowing, body)
             }
             None => Err(GuardRejection::UpstreamResponse),
         };
@@ -566,6 +567,22 @@ impl Returned {
         match self {
             Returned::Bytes(bytes) => Ok(bytes),
             Returned::Value(value) => shared.serialize(&value),
+        }
+    }
+}
+
+/// A returned resource being checked: parsed from the handler's bytes (kept, to be sent
+/// unchanged), or the handler's own value.
+enum Held {
+    Parsed(Value, Bytes),
+    Shared(Arc<Value>),
+}
+
+impl Held {
+    fn value(&self) -> &Value {
+        match self {
+            Held::Parsed(value, _) => value,
+            Held::Shared(value) => value,
         }
     }
 }
@@ -783,9 +800,10 @@ impl Shared {
         enforcer: &Enforcer<'_>,
         check: ResponseCheck,
         request: &FhirRequest,
-        narrowed: bool,
+        narrowing: &[SearchParam],
         body: Returned,
     ) -> Result<Bytes, GuardRejection> {
+        let narrowed = !narrowing.is_empty();
         let registry = &self.config.registry;
         match check {
             ResponseCheck::Nothing => {
@@ -793,23 +811,40 @@ impl Shared {
                 body.into_bytes(self)
             }
             ResponseCheck::Resource => {
-                match &body {
-                    Returned::Bytes(bytes) => {
-                        let resource = crate::json::probe(bytes, &self.probe_fields)
-                            .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
-                        enforcer.check_read_view_into(request, &resource, &mut trail.categories)
-                    }
-                    Returned::Value(value) => {
-                        enforcer.check_read_view_into(request, &**value, &mut trail.categories)
-                    }
+                // Bytes are parsed in full: the check classifies them, and what the resource
+                // names outside the grant must be found before they are sent.
+                let held = match body {
+                    Returned::Bytes(bytes) => match serde_json::from_slice(&bytes) {
+                        Ok(value) => Held::Parsed(value, bytes),
+                        Err(_) => {
+                            return Err(GuardRejection::ResponseDenied(DenyReason::Unclassifiable));
+                        }
+                    },
+                    Returned::Value(value) => Held::Shared(value),
+                };
+                enforcer
+                    .check_read_view_into(request, held.value(), &mut trail.categories)
+                    .map_err(GuardRejection::ResponseDenied)?;
+                // Visible as a whole; what it names outside the grant is removed. Bytes that
+                // need no change are sent as they came.
+                if !enforcer.needs_redaction(held.value()) {
+                    trail.decision = Some(if narrowed {
+                        PolicyDecision::Narrowed { withheld: 0 }
+                    } else {
+                        PolicyDecision::Permit
+                    });
+                    return match held {
+                        Held::Parsed(_, bytes) => Ok(bytes),
+                        Held::Shared(value) => self.serialize(&value),
+                    };
                 }
-                .map_err(GuardRejection::ResponseDenied)?;
-                trail.decision = Some(if narrowed {
-                    PolicyDecision::Narrowed { withheld: 0 }
-                } else {
-                    PolicyDecision::Permit
-                });
-                body.into_bytes(self)
+                let mut value = match held {
+                    Held::Parsed(value, _) => value,
+                    Held::Shared(value) => Arc::unwrap_or_clone(value),
+                };
+                enforcer.redact(&mut value);
+                trail.decision = Some(PolicyDecision::Narrowed { withheld: 0 });
+                self.serialize(&value)
             }
             ResponseCheck::Bundle => {
                 let mut bundle: Value = match body {
@@ -821,6 +856,9 @@ impl Shared {
                     return Err(GuardRejection::UpstreamResponse);
                 }
                 let report = enforcer.filter_bundle(&mut bundle);
+                if narrowed {
+                    strip_narrowing_from_links(&mut bundle, narrowing);
+                }
                 // A page of `_count=0` holds no entries, so the filter cannot know how many
                 // of the server's matches the grant shows: no total rather than a wrong one
                 // (the server's would count what the grant hides).
@@ -842,7 +880,7 @@ impl Shared {
                     }
                 }
                 let withheld = u32::try_from(report.dropped).unwrap_or(u32::MAX);
-                trail.decision = Some(if narrowed || withheld > 0 {
+                trail.decision = Some(if narrowed || withheld > 0 || report.redacted > 0 {
                     PolicyDecision::Narrowed { withheld }
                 } else {
                     PolicyDecision::Permit
@@ -1154,6 +1192,85 @@ fn append_query(uri: &Uri, params: &[SearchParam]) -> Option<Uri> {
     Uri::from_parts(uri_parts).ok()
 }
 
+/// Takes the guard's narrowing out of a Bundle's `self`, `next` and `previous` links, so they
+/// show the search as the client asked it (plus the handler's paging parameters): the
+/// narrowing can list dozens of codings, and a `next` link carrying it could exceed the
+/// parameter limit the client is held to when it follows the link. Following it is narrowed
+/// again, to the same result.
+fn strip_narrowing_from_links(bundle: &mut Value, narrowing: &[SearchParam]) {
+    let Some(Value::Array(links)) = bundle.get_mut("link") else {
+        return;
+    };
+    for link in links {
+        if let Some(Value::String(url)) = link.get_mut("url") {
+            if let Some(stripped) = strip_narrowing(url, narrowing) {
+                *url = stripped;
+            }
+        }
+    }
+}
+
+/// `url` without one query pair for each narrowing parameter (compared decoded, so a handler
+/// that re-encodes its links still matches); `None` when nothing was removed.
+fn strip_narrowing(url: &str, narrowing: &[SearchParam]) -> Option<String> {
+    let (base, rest) = url.split_once('?')?;
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let wanted: Vec<(String, String)> = narrowing
+        .iter()
+        .map(|p| {
+            let name = match &p.modifier {
+                Some(m) => format!("{}:{m}", p.name),
+                None => p.name.clone(),
+            };
+            let value = p
+                .values
+                .iter()
+                .map(|v| v.replace('\\', "\\\\").replace(',', "\\,"))
+                .collect::<Vec<_>>()
+                .join(",");
+            (name, value)
+        })
+        .collect();
+    let mut used = vec![false; wanted.len()];
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .ok()
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = decode(name).zip(decode(value));
+        let hit = decoded.and_then(|(n, v)| {
+            wanted
+                .iter()
+                .enumerate()
+                .position(|(i, (wn, wv))| !used[i] && *wn == n && *wv == v)
+        });
+        match hit {
+            Some(i) => used[i] = true,
+            None => kept.push(pair),
+        }
+    }
+    if !used.iter().any(|u| *u) {
+        return None;
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    Some(out)
+}
+
 fn problem_for_status(status: StatusCode) -> PublicProblem {
     match status {
         StatusCode::UNAUTHORIZED => PublicProblem::Unauthorized,
@@ -1246,6 +1363,55 @@ mod tests {
         assert_eq!(
             append_query(&bare, &add[..1]).unwrap().to_string(),
             "/fhir/Observation?patient=Patient%2F355"
+        );
+    }
+
+    #[test]
+    fn links_lose_the_narrowing_and_keep_paging() {
+        let add = vec![
+            SearchParam {
+                name: "patient".into(),
+                modifier: None,
+                values: vec!["Patient/355".into()],
+            },
+            SearchParam {
+                name: "category".into(),
+                modifier: None,
+                values: vec!["http://x.org/cs|vital-signs".into(), "a,b".into()],
+            },
+        ];
+        let uri: Uri = "/fhir/Observation?code=1234-5".parse().unwrap();
+        let narrowed = append_query(&uri, &add).unwrap().to_string();
+        let next = format!("https://ehr.example{narrowed}&_offset=20");
+        assert_eq!(
+            strip_narrowing(&next, &add).as_deref(),
+            Some("https://ehr.example/fhir/Observation?code=1234-5&_offset=20")
+        );
+        // Re-encoded by the handler (`|` raw, `/` raw): still recognised.
+        let reencoded = "https://e/fhir/Observation?patient=Patient/355&category=http://x.org/cs|vital-signs,a%5C,b";
+        assert_eq!(
+            strip_narrowing(reencoded, &add).as_deref(),
+            Some("https://e/fhir/Observation")
+        );
+        // The client's own `category` stays; only the guard's copy goes.
+        let both = format!(
+            "https://e/fhir/Observation?category=laboratory&{}",
+            &narrowed[narrowed.find("patient").unwrap()..]
+        );
+        assert_eq!(
+            strip_narrowing(&both, &add).as_deref(),
+            Some("https://e/fhir/Observation?category=laboratory")
+        );
+        assert_eq!(
+            strip_narrowing("https://e/fhir/Observation?code=1", &add),
+            None
+        );
+        let mut bundle = serde_json::json!({"resourceType": "Bundle",
+            "link": [{"relation": "self", "url": format!("https://e{narrowed}")}]});
+        strip_narrowing_from_links(&mut bundle, &add);
+        assert_eq!(
+            bundle["link"][0]["url"],
+            "https://e/fhir/Observation?code=1234-5"
         );
     }
 

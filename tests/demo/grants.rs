@@ -386,3 +386,121 @@ fn every_declared_search_parameter_include_and_revinclude_answers_200() {
         assert!(failures.is_empty(), "{failures:#?}");
     });
 }
+
+/// The family names of every practitioner in the demo's fixture data.
+fn practitioner_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for file in [
+        "uscore_bundle_patient_355.json",
+        "uscore_bundle_patient_85.json",
+    ] {
+        let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+        let bundle: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for entry in bundle["entry"].as_array().unwrap() {
+            let r = &entry["resource"];
+            if r["resourceType"] == "Practitioner" {
+                for n in r["name"].as_array().into_iter().flatten() {
+                    if let Some(f) = n["family"].as_str() {
+                        names.push(f.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(!names.is_empty());
+    names
+}
+
+#[test]
+fn shared_records_name_no_one_the_grant_hides() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let Launch { token, mut browser } = launch(
+            d,
+            "research-app",
+            user,
+            &["laboratory", "demographics"],
+            None,
+        )
+        .await
+        .unwrap();
+        let fhir = d.fhir();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let names = practitioner_names();
+
+        // Lab reports still name their performers' ids, never who they are.
+        let reports = browser
+            .get_with(&format!("{fhir}/DiagnosticReport?patient={patient}"), &h)
+            .await;
+        assert_eq!(reports.status, 200, "{}", reports.text());
+        let text = reports.text();
+        for name in &names {
+            assert!(!text.contains(name.as_str()), "{name} named in {text}");
+        }
+        let got = entries(&reports.json());
+        assert!(!got.is_empty());
+        for r in &got {
+            for element in ["performer", "resultsInterpreter"] {
+                for reference in r[element].as_array().into_iter().flatten() {
+                    assert!(reference.get("display").is_none(), "{reference}");
+                    assert!(reference["reference"].is_string(), "{reference}");
+                }
+            }
+        }
+        assert!(got.iter().any(|r| {
+            r["meta"]["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|l| l["code"] == "REDACTED")
+        }));
+
+        // Demographics: name and birth date, no Social Security or driver's licence number.
+        let me = browser
+            .get_with(&format!("{fhir}/Patient/{patient}"), &h)
+            .await;
+        assert_eq!(me.status, 200, "{}", me.text());
+        let me = me.json();
+        assert!(me["name"].is_array() && me["birthDate"].is_string());
+        for id in me["identifier"].as_array().into_iter().flatten() {
+            assert_ne!(id["system"], "http://hl7.org/fhir/sid/us-ssn", "{id}");
+            let codes: Vec<&Value> = id["type"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| &c["code"])
+                .collect();
+            assert!(!codes.iter().any(|c| *c == "SS" || *c == "DL"), "{id}");
+        }
+        assert!(me.get("contact").is_none());
+
+        // Links show the search as asked, and the next page can be followed.
+        let page = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&category=laboratory&_count=2"),
+                &h,
+            )
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        let links = page["link"].as_array().unwrap();
+        let url_of = |rel: &str| {
+            links
+                .iter()
+                .find(|l| l["relation"] == rel)
+                .and_then(|l| l["url"].as_str())
+                .map(str::to_owned)
+        };
+        let own = url_of("self").unwrap();
+        assert!(!own.contains("observation-category"), "{own}");
+        assert!(own.len() < 200, "{own}");
+        let next = url_of("next").expect("more than two lab results");
+        assert!(!next.contains("observation-category"), "{next}");
+        let second = browser.get_with(&next, &h).await;
+        assert_eq!(second.status, 200, "{}", second.text());
+        assert!(!entries(&second.json()).is_empty());
+    });
+}

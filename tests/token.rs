@@ -4,6 +4,7 @@ mod access;
 mod discovery;
 mod harness;
 mod interop;
+mod introspection;
 mod launch;
 mod server;
 mod support;

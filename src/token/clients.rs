@@ -138,6 +138,12 @@ pub struct Client {
     pub client_credentials: bool,
     /// The registered launch URL the EHR opens for an EHR launch (`None`: standalone only).
     pub launch_uri: Option<String>,
+    /// May introspect tokens issued to *any* client: the registration of a resource server
+    /// that relies on introspection (SMART: callers "authorized in this way are able to
+    /// introspect tokens issued to any client"). Default `false`: a client introspecting
+    /// another client's token is told `{"active":false}` (RFC 7662 §2.2). Honoured only for
+    /// confidential clients; a public client's credentials prove nothing about who holds them.
+    pub introspect_any_token: bool,
 }
 
 impl Client {
@@ -152,6 +158,7 @@ impl Client {
             authorization_code: true,
             client_credentials: false,
             launch_uri: None,
+            introspect_any_token: false,
         }
     }
 
@@ -195,6 +202,12 @@ impl Client {
             client_credentials: true,
             ..Self::asymmetric(id, keys, jwks_uri, Vec::new(), allowed_scopes)
         }
+    }
+
+    /// Whether this client may introspect tokens issued to other clients: registered with
+    /// [`Self::introspect_any_token`] and confidential.
+    pub fn may_introspect_any_token(&self) -> bool {
+        self.introspect_any_token && self.auth.is_confidential()
     }
 
     /// Whether `uri` is registered, by exact comparison.

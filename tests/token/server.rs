@@ -923,11 +923,12 @@ fn token_endpoint_refuses_get_and_duplicates() {
 
 // ---------------------------------------------------------------- introspection / revocation
 
+/// Introspects `token` as the resource server (entitled to every client's tokens).
 fn introspect(h: &Harness, token: &str) -> serde_json::Value {
     let mut request = post_form(&format!("{ISSUER}/introspect"), &[("token", token)]);
     request.headers_mut().insert(
         header::AUTHORIZATION,
-        basic("secret-app", SECRET).parse().unwrap(),
+        basic("resource-server", SECRET).parse().unwrap(),
     );
     json(&h.server.introspect(&request, START).unwrap().to_response())
 }
@@ -963,7 +964,7 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     );
     request.headers_mut().insert(
         header::AUTHORIZATION,
-        basic("secret-app", SECRET).parse().unwrap(),
+        basic("resource-server", SECRET).parse().unwrap(),
     );
     let late = START + Duration::hours(1) + Duration::seconds(1);
     assert!(!h.server.introspect(&request, late).unwrap().active);
@@ -971,7 +972,8 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     for junk in ["nope", "a.b.c", &"x".repeat(5000)] {
         assert_eq!(introspect(&h, junk), serde_json::json!({"active": false}));
     }
-    // Unauthenticated callers are refused; a bearer token is accepted as caller credential.
+    // Unauthenticated callers are refused; a bearer token is accepted as caller credential
+    // (here the app's own, for its own token: `introspection.rs` has who may see what).
     let request = post_form(
         &format!("{ISSUER}/introspect"),
         &[("token", ok.access_token.as_str())],

@@ -1,6 +1,7 @@
 //! Token / oidc (issue 4): the authorization server and resource-server validation.
 
 mod access;
+mod authorize;
 mod discovery;
 mod harness;
 mod interop;

@@ -70,6 +70,10 @@ pub enum RedirectReason {
     /// The scope string is malformed.
     #[error("the scope is malformed")]
     InvalidScope,
+    /// No requested resource scope is one the client may be granted (only `openid fhirUser`,
+    /// say, or only scopes beyond its registration): there is no data to approve.
+    #[error("no requested resource scope may be granted to this client")]
+    NoResourceScope,
     /// `aud` (or `resource`) is not this server's FHIR base URL.
     #[error("aud is not the FHIR base URL")]
     WrongAudience,
@@ -88,8 +92,8 @@ pub enum RedirectReason {
     /// The approval named a grant that is not active for this client and patient.
     #[error("the approval's grant is not active for this client")]
     GrantNotActive,
-    /// The negotiation left nothing to grant.
-    #[error("nothing requested could be granted")]
+    /// The negotiation left no resource scope to grant.
+    #[error("no requested resource scope could be granted")]
     NothingGranted,
     /// The `launch` handle is unknown, expired, already used, issued to another client, or
     /// the EHR launch is not enabled.
@@ -108,9 +112,9 @@ impl RedirectReason {
         match self {
             RedirectReason::UnsupportedResponseType => OAuthErrorCode::UnsupportedResponseType,
             RedirectReason::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
-            RedirectReason::InvalidScope | RedirectReason::NothingGranted => {
-                OAuthErrorCode::InvalidScope
-            }
+            RedirectReason::InvalidScope
+            | RedirectReason::NoResourceScope
+            | RedirectReason::NothingGranted => OAuthErrorCode::InvalidScope,
             RedirectReason::Denied
             | RedirectReason::GrantNotActive
             | RedirectReason::MissingPatientContext
@@ -431,6 +435,19 @@ impl AuthorizationServer {
             .ok_or_else(|| fail(RedirectReason::Missing("scope")))?
             .parse()
             .map_err(|_| fail(RedirectReason::InvalidScope))?;
+        // The patient's approval is about data: a request that can reach none (identity,
+        // launch and refresh scopes only, or resource scopes beyond the client's registration)
+        // would put an approval page with nothing to tick in front of her. RFC 6749 §4.1.2.1:
+        // `invalid_scope` back to the app instead.
+        if scope
+            .restrict_to(&client.allowed_scopes)
+            .granted
+            .resource_scopes()
+            .next()
+            .is_none()
+        {
+            return Err(fail(RedirectReason::NoResourceScope));
+        }
         let audience = get("aud").or_else(|| get("resource"));
         match audience {
             None => return Err(fail(RedirectReason::Missing("aud"))),
@@ -528,7 +545,9 @@ impl AuthorizationServer {
                 granted.remove(&Scope::Launch);
             }
         }
-        if granted.is_empty() {
+        // The same rule as for the request: a code for identity or refresh scopes alone would
+        // carry no data the patient approved.
+        if granted.resource_scopes().next().is_none() {
             return Err(fail(RedirectReason::NothingGranted));
         }
         if granted.has_context(Context::Patient) && approval.patient.is_none() {

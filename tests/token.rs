@@ -2,6 +2,7 @@
 
 mod access;
 mod authorize;
+mod client_auth;
 mod discovery;
 mod harness;
 mod interop;

@@ -8,6 +8,7 @@ use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
+use super::endpoint::ClientAuthMethod;
 use super::jose::{VerifyingKey, b64};
 use crate::ids::ClientId;
 use crate::scope::ScopeSet;
@@ -94,14 +95,34 @@ impl SecretHash {
     }
 }
 
+/// How a shared-secret client sends its secret: its registered `token_endpoint_auth_method`.
+/// The token, introspection and revocation endpoints accept only the registered one, so a
+/// secret meant for an `Authorization` header is never taken from a form body (which is more
+/// often logged) and the other way round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecretMethod {
+    /// `client_secret_basic`: HTTP Basic (RFC 6749 §2.3.1). The default, as OpenID Connect
+    /// Dynamic Client Registration makes it.
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+}
+
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// Public client (browser or native app): sends `client_id`, proves nothing but PKCE.
     Public,
-    /// `client_secret_basic` (or `client_secret_post`): a shared secret, stored hashed.
-    Secret(SecretHash),
+    /// `client_secret_basic` or `client_secret_post`: a shared secret, stored hashed.
+    Secret {
+        /// The salted hash of the secret.
+        hash: SecretHash,
+        /// The one way the client may send it.
+        method: SecretMethod,
+    },
     /// `private_key_jwt`: a signed client assertion.
     PrivateKeyJwt {
         /// The client's public keys (registered directly, or fetched by the host from
@@ -116,6 +137,22 @@ impl ClientAuth {
     /// Whether this is a confidential client.
     pub fn is_confidential(&self) -> bool {
         !matches!(self, ClientAuth::Public)
+    }
+
+    /// The registered method: the only one the client may authenticate with.
+    pub fn method(&self) -> ClientAuthMethod {
+        match self {
+            ClientAuth::Public => ClientAuthMethod::None,
+            ClientAuth::Secret {
+                method: SecretMethod::Basic,
+                ..
+            } => ClientAuthMethod::SecretBasic,
+            ClientAuth::Secret {
+                method: SecretMethod::Post,
+                ..
+            } => ClientAuthMethod::SecretPost,
+            ClientAuth::PrivateKeyJwt { .. } => ClientAuthMethod::PrivateKeyJwt,
+        }
     }
 }
 
@@ -162,7 +199,9 @@ impl Client {
         }
     }
 
-    /// A confidential app with a shared secret.
+    /// A confidential app with a shared secret, sent by `client_secret_basic` (the default
+    /// method; set `auth` to [`ClientAuth::Secret`] with [`SecretMethod::Post`] for
+    /// `client_secret_post`).
     pub fn confidential(
         id: ClientId,
         secret: SecretHash,
@@ -170,7 +209,10 @@ impl Client {
         allowed_scopes: ScopeSet,
     ) -> Self {
         Self {
-            auth: ClientAuth::Secret(secret),
+            auth: ClientAuth::Secret {
+                hash: secret,
+                method: SecretMethod::Basic,
+            },
             ..Self::public(id, redirect_uris, allowed_scopes)
         }
     }

@@ -127,6 +127,20 @@ impl AuthorizationServer {
             }
         };
         if bearer {
+            // The bearer token is this request's credential (RFC 6749 §2.3: one method only).
+            let second_credential = headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .nth(1)
+                .is_some()
+                || ["client_secret", "client_assertion", "client_assertion_type"]
+                    .iter()
+                    .any(|name| form.contains(name));
+            if second_credential {
+                return Err(self.token_error(TokenFailure::ClientAuth(
+                    super::endpoint::ClientAuthFailure::MultipleMethods,
+                )));
+            }
             let valid = self.validator.validate_headers(headers, now).map_err(|_| {
                 self.token_error(TokenFailure::ClientAuth(
                     super::endpoint::ClientAuthFailure::UnknownClient,

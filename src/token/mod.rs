@@ -67,6 +67,7 @@ pub use authorize::{
 };
 pub use clients::{
     Client, ClientAuth, ClientRegistry, ClientSecret, InMemoryClientRegistry, SecretHash,
+    SecretMethod,
 };
 pub use config::{ConfigError, ServerConfig};
 pub use endpoint::{

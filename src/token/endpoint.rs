@@ -9,10 +9,10 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::access::{AccessTokenClaims, sign_access_token};
+use super::access::{AccessTokenClaims, TokenRejection, sign_access_token};
 use super::assertion::{self, AssertionError, AssertionPolicy, JWT_BEARER};
 use super::clients::{Client, ClientAuth};
-use super::error::{OAuthError, OAuthErrorCode, json_response};
+use super::error::{Challenge, OAuthError, OAuthErrorCode, json_response};
 use super::form::{FormError, FormParams};
 use super::pkce::{self, PkceError};
 use super::server::{AuthorizationServer, ServerFailure};
@@ -88,6 +88,10 @@ pub enum ClientAuthFailure {
     /// The assertion failed.
     #[error("client assertion: {0}")]
     Assertion(AssertionError),
+    /// The bearer token authorizing an introspection call was refused (the wire says
+    /// `invalid_token`, 401, `WWW-Authenticate: Bearer`).
+    #[error("bearer token: {0}")]
+    BearerRejected(TokenRejection),
 }
 
 /// Why a token request failed: the precise reason for the audit log. The wire sees
@@ -213,6 +217,9 @@ impl TokenError {
             TokenFailure::ClientAuth(ClientAuthFailure::BadAssertionType) => {
                 (C::InvalidRequest, "unsupported client_assertion_type")
             }
+            TokenFailure::ClientAuth(ClientAuthFailure::BearerRejected(_)) => {
+                (C::InvalidToken, "the bearer token is invalid")
+            }
             TokenFailure::ClientAuth(_) => (C::InvalidClient, "client authentication failed"),
             TokenFailure::Pkce(PkceError::MissingVerifier) => {
                 (C::InvalidRequest, "code_verifier is required")
@@ -229,7 +236,14 @@ impl TokenError {
             _ => (C::InvalidGrant, "the grant is invalid, expired or revoked"),
         };
         let mut oauth = OAuthError::new(code, text);
-        oauth.basic_challenge = basic && code == C::InvalidClient;
+        // RFC 6749 §5.2: 401 with the scheme the client used, when it used the header; a
+        // bearer token authorizing introspection is answered as RFC 6750 §3 says (RFC 7662
+        // §2.3). Credentials in the form get the 400 default.
+        if code == C::InvalidToken {
+            oauth = oauth.with_challenge(Challenge::Bearer);
+        } else if basic && code == C::InvalidClient {
+            oauth = oauth.with_challenge(Challenge::Basic);
+        }
         Self { oauth, reason }
     }
 
@@ -237,7 +251,9 @@ impl TokenError {
         Self::from_reason(f.reason, f.basic)
     }
 
-    /// The JSON error response (400, 401 for failed client authentication, 500).
+    /// The JSON error response: 400; 401 with `WWW-Authenticate: Basic` when HTTP Basic client
+    /// authentication failed, or `Bearer` when an introspection caller's bearer token did;
+    /// 500 for server failures.
     pub fn to_response(&self) -> Response<Vec<u8>> {
         self.oauth.to_response()
     }

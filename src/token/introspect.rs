@@ -141,9 +141,9 @@ impl AuthorizationServer {
                     super::endpoint::ClientAuthFailure::MultipleMethods,
                 )));
             }
-            let valid = self.validator.validate_headers(headers, now).map_err(|_| {
+            let valid = self.validator.validate_headers(headers, now).map_err(|e| {
                 self.token_error(TokenFailure::ClientAuth(
-                    super::endpoint::ClientAuthFailure::UnknownClient,
+                    super::endpoint::ClientAuthFailure::BearerRejected(e),
                 ))
             })?;
             // The registration is read now, not from the token: withdrawing a resource

@@ -74,7 +74,7 @@ pub use endpoint::{
     ClientAuthFailure, ClientAuthMethod, TokenError, TokenFailure, TokenOutcome, TokenResponse,
     token_response,
 };
-pub use error::{OAuthError, OAuthErrorCode};
+pub use error::{Challenge, OAuthError, OAuthErrorCode};
 pub use form::{DuplicateParam, FormError, FormParams, MAX_FORM_LEN, MAX_PARAMS};
 pub use grants::MemoryGrantStatus;
 pub use introspect::{Introspection, Revoked};

@@ -366,3 +366,118 @@ fn introspection_and_revocation_enforce_the_registered_method_too() {
     assert!(h.server.revoke(&request, START).is_ok());
     assert!(h.server.validator().validate(access, START).is_err());
 }
+
+// ---------------------------------------------------------------- challenges (RFC 6749 §5.2)
+
+fn challenge(response: &http::Response<Vec<u8>>) -> Option<&str> {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap())
+}
+
+#[test]
+fn failed_basic_authentication_is_401_with_a_basic_challenge_at_every_endpoint() {
+    let h = harness();
+    let code = code_for(&h, "secret-app", START);
+    let malformed = "Basic not-base64!".to_owned();
+    for authorization in [
+        basic("secret-app", "wrong"),
+        basic("nobody", SECRET),
+        // A public client trying Basic: the wrong method, attempted in the header.
+        basic("public-app", "x"),
+        malformed,
+    ] {
+        let err = refused(exchange_with(&h, &code, &[], Some(&authorization)));
+        let response = err.to_response();
+        assert_eq!(response.status(), 401, "{authorization}");
+        assert_eq!(challenge(&response), Some("Basic realm=\"token\""));
+        assert_eq!(json(&response)["error"], "invalid_client");
+    }
+    let bad = basic("resource-server", "wrong");
+    let response = h
+        .server
+        .introspect(&introspect(&[("token", "t")], Some(&bad)), START)
+        .unwrap_err()
+        .to_response();
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenge(&response), Some("Basic realm=\"token\""));
+    let mut revoke = post_form(&format!("{ISSUER}/revoke"), &[("token", "t")]);
+    revoke
+        .headers_mut()
+        .insert(header::AUTHORIZATION, bad.parse().unwrap());
+    let response = h.server.revoke(&revoke, START).unwrap_err().to_response();
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenge(&response), Some("Basic realm=\"token\""));
+}
+
+#[test]
+fn failed_authentication_without_the_header_is_400_invalid_client_with_no_challenge() {
+    let h = harness();
+    with_post_client(&h);
+    let code = code_for_post_app(&h);
+    let jwt = assertion(&h.rs384, "jwt-app", START, "hdr-1", |c| {
+        c["aud"] = "https://elsewhere.example/token".into()
+    });
+    let forms: [&[(&str, &str)]; 5] = [
+        // A wrong secret in the form.
+        &[("client_id", "post-app"), ("client_secret", "wrong")],
+        // A secret in the form for a Basic client.
+        &[("client_id", "secret-app"), ("client_secret", SECRET)],
+        // An unknown client, a confidential client without credentials.
+        &[("client_id", "nobody")],
+        &[("client_id", "jwt-app")],
+        // A refused assertion.
+        &[
+            ("client_assertion_type", BEARER_TYPE),
+            ("client_assertion", jwt.as_str()),
+        ],
+    ];
+    for form in forms {
+        let response = refused(exchange_with(&h, &code, form, None)).to_response();
+        assert_eq!(response.status(), 400, "{form:?}");
+        assert_eq!(json(&response)["error"], "invalid_client");
+        assert_eq!(challenge(&response), None, "{form:?}");
+    }
+    let response = h
+        .server
+        .introspect(
+            &introspect(&[("token", "t"), ("client_id", "nobody")], None),
+            START,
+        )
+        .unwrap_err()
+        .to_response();
+    assert_eq!(response.status(), 400);
+    assert_eq!(challenge(&response), None);
+}
+
+#[test]
+fn a_refused_bearer_token_at_introspection_is_401_invalid_token_with_a_bearer_challenge() {
+    let h = harness();
+    let code = code_for(&h, "public-app", START);
+    let token = exchange(&h, "public-app", &code, START).unwrap();
+    for bearer in [
+        "Bearer not-a-token".to_owned(),
+        format!("Bearer {}x", token.access_token),
+    ] {
+        let err = h
+            .server
+            .introspect(
+                &introspect(&[("token", token.access_token.as_str())], Some(&bearer)),
+                START,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            err.reason,
+            TokenFailure::ClientAuth(ClientAuthFailure::BearerRejected(_))
+        ));
+        let response = err.to_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            challenge(&response),
+            Some("Bearer realm=\"token\", error=\"invalid_token\"")
+        );
+        assert_eq!(json(&response)["error"], "invalid_token");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}

@@ -76,6 +76,12 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
+    /// `false`: the authorization endpoint answers a `request` object with
+    /// `request_not_supported`.
+    pub request_parameter_supported: bool,
+    /// `false`: the authorization endpoint answers `request_uri` with
+    /// `request_uri_not_supported`. Written out because the OpenID default is `true`.
+    pub request_uri_parameter_supported: bool,
 }
 
 fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
@@ -203,6 +209,8 @@ impl OpenIdConfiguration {
             ],
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
         })
     }
 

@@ -64,6 +64,12 @@ pub enum RedirectReason {
     /// `response_type` is not `code`.
     #[error("response_type is not code")]
     UnsupportedResponseType,
+    /// The request carries a `request` object, which this server does not support.
+    #[error("request objects are not supported")]
+    RequestNotSupported,
+    /// The request carries a `request_uri`, which this server does not support.
+    #[error("request_uri is not supported")]
+    RequestUriNotSupported,
     /// The client may not use the authorization-code flow.
     #[error("the client may not use the authorization-code flow")]
     UnauthorizedClient,
@@ -111,6 +117,8 @@ impl RedirectReason {
     fn code(&self) -> OAuthErrorCode {
         match self {
             RedirectReason::UnsupportedResponseType => OAuthErrorCode::UnsupportedResponseType,
+            RedirectReason::RequestNotSupported => OAuthErrorCode::RequestNotSupported,
+            RedirectReason::RequestUriNotSupported => OAuthErrorCode::RequestUriNotSupported,
             RedirectReason::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
             RedirectReason::InvalidScope
             | RedirectReason::NoResourceScope
@@ -418,6 +426,14 @@ impl AuthorizationServer {
             return Err(fail(RedirectReason::Duplicate(name)));
         }
         let get = |name: &'static str| params.get(name).ok().flatten();
+        // Ignoring a request object would answer the query's parameters while the app believes
+        // its signed ones were used: say it is not supported (OIDC Core §6, §3.1.2.6).
+        if get("request").is_some() {
+            return Err(fail(RedirectReason::RequestNotSupported));
+        }
+        if get("request_uri").is_some() {
+            return Err(fail(RedirectReason::RequestUriNotSupported));
+        }
         match get("response_type") {
             None => return Err(fail(RedirectReason::Missing("response_type"))),
             Some("code") => {}

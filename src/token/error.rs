@@ -6,7 +6,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
-/// The RFC 6749 / RFC 7009 error codes fhirguard emits.
+/// The RFC 6749 / RFC 7009 / RFC 6750 / OpenID Connect error codes fhirguard emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -34,6 +34,11 @@ pub enum OAuthErrorCode {
     UnsupportedTokenType,
     /// RFC 6750 §3.1: the bearer token authorizing the call (at introspection) is invalid.
     InvalidToken,
+    /// OpenID Connect Core §3.1.2.6: the `request` parameter (a request object) is not
+    /// supported.
+    RequestNotSupported,
+    /// OpenID Connect Core §3.1.2.6: the `request_uri` parameter is not supported.
+    RequestUriNotSupported,
 }
 
 impl OAuthErrorCode {
@@ -51,6 +56,8 @@ impl OAuthErrorCode {
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::UnsupportedTokenType => "unsupported_token_type",
             OAuthErrorCode::InvalidToken => "invalid_token",
+            OAuthErrorCode::RequestNotSupported => "request_not_supported",
+            OAuthErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }

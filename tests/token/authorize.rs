@@ -138,3 +138,66 @@ fn an_approval_that_leaves_no_resource_scope_issues_no_code() {
         .unwrap();
     assert!(redirect_param(&redirect.location, "code").is_some());
 }
+
+// ---------------------------------------------------------------- request objects (OIDC §6)
+
+#[test]
+fn request_and_request_uri_are_answered_not_supported_with_state() {
+    let h = harness();
+    let object = "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9.";
+    let cases = [
+        (
+            vec![("request", object)],
+            RedirectReason::RequestNotSupported,
+            "request_not_supported",
+        ),
+        (
+            vec![("request_uri", "https://app.example.org/request.jwt")],
+            RedirectReason::RequestUriNotSupported,
+            "request_uri_not_supported",
+        ),
+        (
+            vec![("request", object), ("request_uri", "urn:example:r")],
+            RedirectReason::RequestNotSupported,
+            "request_not_supported",
+        ),
+    ];
+    for (extra, expected, code) in cases {
+        let (reason, location, _) = refused(&h, &extra);
+        assert_eq!(reason, expected);
+        assert_eq!(redirect_param(&location, "error").as_deref(), Some(code));
+        assert_eq!(
+            redirect_param(&location, "state").as_deref(),
+            Some("st-123 &=?")
+        );
+    }
+    // Refused even when the rest of the request is fine without it, and before the missing
+    // state is noticed (the error then carries no state).
+    let (reason, location, _) = refused(&h, &[("request", object), ("state", "")]);
+    assert_eq!(reason, RedirectReason::RequestNotSupported);
+    assert!(redirect_param(&location, "state").is_none());
+    // Sent without a value, a parameter counts as omitted (RFC 6749 §3.1).
+    let mut params = authorize_params("public-app", &[]);
+    params.push(("request".into(), String::new()));
+    params.push(("request_uri".into(), String::new()));
+    assert!(
+        h.server
+            .authorize_request(&get_authorize(&params), START)
+            .is_ok()
+    );
+    // Until the redirect URI is trusted, nothing is redirected, request object or not.
+    let err = h
+        .server
+        .authorize_request(
+            &get_authorize(&authorize_params(
+                "public-app",
+                &[
+                    ("request", object),
+                    ("redirect_uri", "https://evil.example/cb"),
+                ],
+            )),
+            START,
+        )
+        .unwrap_err();
+    assert!(matches!(err, AuthorizeError::Render(_)));
+}

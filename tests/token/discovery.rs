@@ -194,6 +194,18 @@ fn openid_configuration_and_jwks() {
 }
 
 #[test]
+fn openid_configuration_says_request_objects_are_not_supported() {
+    let h = harness();
+    let doc = json(&h.server.openid_configuration().unwrap().to_response());
+    // Both written out: `request_uri_parameter_supported` defaults to true when omitted.
+    assert_eq!(doc["request_parameter_supported"], serde_json::json!(false));
+    assert_eq!(
+        doc["request_uri_parameter_supported"],
+        serde_json::json!(false)
+    );
+}
+
+#[test]
 fn id_token_claims_and_rs256_signature_against_the_jwks() {
     let h = harness();
     let code = code_for(&h, "public-app", START);

@@ -1,9 +1,12 @@
 //! Token / oidc (issue 4): the authorization server and resource-server validation.
 
 mod access;
+mod authorize;
+mod client_auth;
 mod discovery;
 mod harness;
 mod interop;
+mod introspection;
 mod launch;
 mod server;
 mod support;

@@ -66,6 +66,10 @@ pub struct OpenIdConfiguration {
     pub scopes_supported: Vec<String>,
     /// Client authentication methods.
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Algorithms accepted in `private_key_jwt` client assertions (present whenever
+    /// `private_key_jwt` is, as RFC 8414 §2 requires).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     /// Grant types.
     pub grant_types_supported: Vec<&'static str>,
     /// `["S256"]`.
@@ -76,6 +80,12 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
+    /// `false`: the authorization endpoint answers a `request` object with
+    /// `request_not_supported`.
+    pub request_parameter_supported: bool,
+    /// `false`: the authorization endpoint answers `request_uri` with
+    /// `request_uri_not_supported`. Written out because the OpenID default is `true`.
+    pub request_uri_parameter_supported: bool,
 }
 
 fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
@@ -91,6 +101,17 @@ fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
         methods.push("none");
     }
     methods
+}
+
+/// The algorithms the token endpoint verifies client assertions with, when `private_key_jwt`
+/// is advertised (empty otherwise: no default is implied by its absence).
+fn assertion_algs(server: &AuthorizationServer) -> Vec<&'static str> {
+    let c = server.config();
+    if c.asymmetric_clients || c.backend_services {
+        c.assertion_algs.iter().map(|a| a.as_str()).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 fn grant_types(server: &AuthorizationServer) -> Vec<&'static str> {
@@ -145,7 +166,6 @@ impl SmartConfiguration {
             caps.push("permission-v1");
         }
         caps.push("permission-v2");
-        let asymmetric = c.asymmetric_clients || c.backend_services;
         Self {
             issuer: oidc.then(|| c.issuer.clone()),
             jwks_uri: c.jwks_uri.clone(),
@@ -153,11 +173,7 @@ impl SmartConfiguration {
             grant_types_supported: grant_types(server),
             token_endpoint: c.token_endpoint.clone(),
             token_endpoint_auth_methods_supported: auth_methods(server),
-            token_endpoint_auth_signing_alg_values_supported: if asymmetric {
-                c.assertion_algs.iter().map(|a| a.as_str()).collect()
-            } else {
-                Vec::new()
-            },
+            token_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
             scopes_supported: c.scopes_supported.clone(),
             response_types_supported: vec!["code"],
             management_endpoint: c.management_endpoint.clone(),
@@ -189,6 +205,7 @@ impl OpenIdConfiguration {
             id_token_signing_alg_values_supported: vec![alg.as_str()],
             scopes_supported: c.scopes_supported.clone(),
             token_endpoint_auth_methods_supported: auth_methods(server),
+            token_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
             grant_types_supported: grant_types(server),
             code_challenge_methods_supported: vec!["S256"],
             claims_supported: vec![
@@ -203,6 +220,8 @@ impl OpenIdConfiguration {
             ],
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
         })
     }
 

@@ -64,12 +64,22 @@ pub enum RedirectReason {
     /// `response_type` is not `code`.
     #[error("response_type is not code")]
     UnsupportedResponseType,
+    /// The request carries a `request` object, which this server does not support.
+    #[error("request objects are not supported")]
+    RequestNotSupported,
+    /// The request carries a `request_uri`, which this server does not support.
+    #[error("request_uri is not supported")]
+    RequestUriNotSupported,
     /// The client may not use the authorization-code flow.
     #[error("the client may not use the authorization-code flow")]
     UnauthorizedClient,
     /// The scope string is malformed.
     #[error("the scope is malformed")]
     InvalidScope,
+    /// No requested resource scope is one the client may be granted (only `openid fhirUser`,
+    /// say, or only scopes beyond its registration): there is no data to approve.
+    #[error("no requested resource scope may be granted to this client")]
+    NoResourceScope,
     /// `aud` (or `resource`) is not this server's FHIR base URL.
     #[error("aud is not the FHIR base URL")]
     WrongAudience,
@@ -88,8 +98,8 @@ pub enum RedirectReason {
     /// The approval named a grant that is not active for this client and patient.
     #[error("the approval's grant is not active for this client")]
     GrantNotActive,
-    /// The negotiation left nothing to grant.
-    #[error("nothing requested could be granted")]
+    /// The negotiation left no resource scope to grant.
+    #[error("no requested resource scope could be granted")]
     NothingGranted,
     /// The `launch` handle is unknown, expired, already used, issued to another client, or
     /// the EHR launch is not enabled.
@@ -107,10 +117,12 @@ impl RedirectReason {
     fn code(&self) -> OAuthErrorCode {
         match self {
             RedirectReason::UnsupportedResponseType => OAuthErrorCode::UnsupportedResponseType,
+            RedirectReason::RequestNotSupported => OAuthErrorCode::RequestNotSupported,
+            RedirectReason::RequestUriNotSupported => OAuthErrorCode::RequestUriNotSupported,
             RedirectReason::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
-            RedirectReason::InvalidScope | RedirectReason::NothingGranted => {
-                OAuthErrorCode::InvalidScope
-            }
+            RedirectReason::InvalidScope
+            | RedirectReason::NoResourceScope
+            | RedirectReason::NothingGranted => OAuthErrorCode::InvalidScope,
             RedirectReason::Denied
             | RedirectReason::GrantNotActive
             | RedirectReason::MissingPatientContext
@@ -414,6 +426,14 @@ impl AuthorizationServer {
             return Err(fail(RedirectReason::Duplicate(name)));
         }
         let get = |name: &'static str| params.get(name).ok().flatten();
+        // Ignoring a request object would answer the query's parameters while the app believes
+        // its signed ones were used: say it is not supported (OIDC Core §6, §3.1.2.6).
+        if get("request").is_some() {
+            return Err(fail(RedirectReason::RequestNotSupported));
+        }
+        if get("request_uri").is_some() {
+            return Err(fail(RedirectReason::RequestUriNotSupported));
+        }
         match get("response_type") {
             None => return Err(fail(RedirectReason::Missing("response_type"))),
             Some("code") => {}
@@ -431,6 +451,19 @@ impl AuthorizationServer {
             .ok_or_else(|| fail(RedirectReason::Missing("scope")))?
             .parse()
             .map_err(|_| fail(RedirectReason::InvalidScope))?;
+        // The patient's approval is about data: a request that can reach none (identity,
+        // launch and refresh scopes only, or resource scopes beyond the client's registration)
+        // would put an approval page with nothing to tick in front of her. RFC 6749 §4.1.2.1:
+        // `invalid_scope` back to the app instead.
+        if scope
+            .restrict_to(&client.allowed_scopes)
+            .granted
+            .resource_scopes()
+            .next()
+            .is_none()
+        {
+            return Err(fail(RedirectReason::NoResourceScope));
+        }
         let audience = get("aud").or_else(|| get("resource"));
         match audience {
             None => return Err(fail(RedirectReason::Missing("aud"))),
@@ -528,7 +561,9 @@ impl AuthorizationServer {
                 granted.remove(&Scope::Launch);
             }
         }
-        if granted.is_empty() {
+        // The same rule as for the request: a code for identity or refresh scopes alone would
+        // carry no data the patient approved.
+        if granted.resource_scopes().next().is_none() {
             return Err(fail(RedirectReason::NothingGranted));
         }
         if granted.has_context(Context::Patient) && approval.patient.is_none() {

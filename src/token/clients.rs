@@ -8,6 +8,7 @@ use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
+use super::endpoint::ClientAuthMethod;
 use super::jose::{VerifyingKey, b64};
 use crate::ids::ClientId;
 use crate::scope::ScopeSet;
@@ -94,14 +95,34 @@ impl SecretHash {
     }
 }
 
+/// How a shared-secret client sends its secret: its registered `token_endpoint_auth_method`.
+/// The token, introspection and revocation endpoints accept only the registered one, so a
+/// secret meant for an `Authorization` header is never taken from a form body (which is more
+/// often logged) and the other way round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecretMethod {
+    /// `client_secret_basic`: HTTP Basic (RFC 6749 §2.3.1). The default, as OpenID Connect
+    /// Dynamic Client Registration makes it.
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+}
+
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// Public client (browser or native app): sends `client_id`, proves nothing but PKCE.
     Public,
-    /// `client_secret_basic` (or `client_secret_post`): a shared secret, stored hashed.
-    Secret(SecretHash),
+    /// `client_secret_basic` or `client_secret_post`: a shared secret, stored hashed.
+    Secret {
+        /// The salted hash of the secret.
+        hash: SecretHash,
+        /// The one way the client may send it.
+        method: SecretMethod,
+    },
     /// `private_key_jwt`: a signed client assertion.
     PrivateKeyJwt {
         /// The client's public keys (registered directly, or fetched by the host from
@@ -116,6 +137,22 @@ impl ClientAuth {
     /// Whether this is a confidential client.
     pub fn is_confidential(&self) -> bool {
         !matches!(self, ClientAuth::Public)
+    }
+
+    /// The registered method: the only one the client may authenticate with.
+    pub fn method(&self) -> ClientAuthMethod {
+        match self {
+            ClientAuth::Public => ClientAuthMethod::None,
+            ClientAuth::Secret {
+                method: SecretMethod::Basic,
+                ..
+            } => ClientAuthMethod::SecretBasic,
+            ClientAuth::Secret {
+                method: SecretMethod::Post,
+                ..
+            } => ClientAuthMethod::SecretPost,
+            ClientAuth::PrivateKeyJwt { .. } => ClientAuthMethod::PrivateKeyJwt,
+        }
     }
 }
 
@@ -138,6 +175,12 @@ pub struct Client {
     pub client_credentials: bool,
     /// The registered launch URL the EHR opens for an EHR launch (`None`: standalone only).
     pub launch_uri: Option<String>,
+    /// May introspect tokens issued to *any* client: the registration of a resource server
+    /// that relies on introspection (SMART: callers "authorized in this way are able to
+    /// introspect tokens issued to any client"). Default `false`: a client introspecting
+    /// another client's token is told `{"active":false}` (RFC 7662 §2.2). Honoured only for
+    /// confidential clients; a public client's credentials prove nothing about who holds them.
+    pub introspect_any_token: bool,
 }
 
 impl Client {
@@ -152,10 +195,13 @@ impl Client {
             authorization_code: true,
             client_credentials: false,
             launch_uri: None,
+            introspect_any_token: false,
         }
     }
 
-    /// A confidential app with a shared secret.
+    /// A confidential app with a shared secret, sent by `client_secret_basic` (the default
+    /// method; set `auth` to [`ClientAuth::Secret`] with [`SecretMethod::Post`] for
+    /// `client_secret_post`).
     pub fn confidential(
         id: ClientId,
         secret: SecretHash,
@@ -163,7 +209,10 @@ impl Client {
         allowed_scopes: ScopeSet,
     ) -> Self {
         Self {
-            auth: ClientAuth::Secret(secret),
+            auth: ClientAuth::Secret {
+                hash: secret,
+                method: SecretMethod::Basic,
+            },
             ..Self::public(id, redirect_uris, allowed_scopes)
         }
     }
@@ -195,6 +244,12 @@ impl Client {
             client_credentials: true,
             ..Self::asymmetric(id, keys, jwks_uri, Vec::new(), allowed_scopes)
         }
+    }
+
+    /// Whether this client may introspect tokens issued to other clients: registered with
+    /// [`Self::introspect_any_token`] and confidential.
+    pub fn may_introspect_any_token(&self) -> bool {
+        self.introspect_any_token && self.auth.is_confidential()
     }
 
     /// Whether `uri` is registered, by exact comparison.

@@ -9,10 +9,10 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::access::{AccessTokenClaims, sign_access_token};
+use super::access::{AccessTokenClaims, TokenRejection, sign_access_token};
 use super::assertion::{self, AssertionError, AssertionPolicy, JWT_BEARER};
 use super::clients::{Client, ClientAuth};
-use super::error::{OAuthError, OAuthErrorCode, json_response};
+use super::error::{Challenge, OAuthError, OAuthErrorCode, json_response};
 use super::form::{FormError, FormParams};
 use super::pkce::{self, PkceError};
 use super::server::{AuthorizationServer, ServerFailure};
@@ -24,8 +24,9 @@ use crate::ids::ClientId;
 use crate::oidc::IdTokenClaims;
 use crate::scope::{Scope, ScopeSet};
 
-/// How the client authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A client authentication method (RFC 7591 `token_endpoint_auth_method`): the one a client
+/// is registered for, or the one a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClientAuthMethod {
     /// Public client: `client_id` only.
@@ -36,6 +37,19 @@ pub enum ClientAuthMethod {
     SecretPost,
     /// `private_key_jwt`.
     PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    /// The registered name (`none`, `client_secret_basic`, `client_secret_post`,
+    /// `private_key_jwt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::None => "none",
+            ClientAuthMethod::SecretBasic => "client_secret_basic",
+            ClientAuthMethod::SecretPost => "client_secret_post",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
 }
 
 /// Why client authentication failed.
@@ -63,12 +77,21 @@ pub enum ClientAuthFailure {
     /// A confidential client sent no credentials.
     #[error("confidential client sent no credentials")]
     MissingCredentials,
+    /// The client authenticated with a method other than its registered one
+    /// (`client_secret_post` for a `client_secret_basic` client, a secret or an assertion for a
+    /// public client, …).
+    #[error("not the client's registered authentication method")]
+    WrongMethod,
     /// `client_assertion_type` is not the JWT bearer type.
     #[error("unsupported client_assertion_type")]
     BadAssertionType,
     /// The assertion failed.
     #[error("client assertion: {0}")]
     Assertion(AssertionError),
+    /// The bearer token authorizing an introspection call was refused (the wire says
+    /// `invalid_token`, 401, `WWW-Authenticate: Bearer`).
+    #[error("bearer token: {0}")]
+    BearerRejected(TokenRejection),
 }
 
 /// Why a token request failed: the precise reason for the audit log. The wire sees
@@ -194,6 +217,9 @@ impl TokenError {
             TokenFailure::ClientAuth(ClientAuthFailure::BadAssertionType) => {
                 (C::InvalidRequest, "unsupported client_assertion_type")
             }
+            TokenFailure::ClientAuth(ClientAuthFailure::BearerRejected(_)) => {
+                (C::InvalidToken, "the bearer token is invalid")
+            }
             TokenFailure::ClientAuth(_) => (C::InvalidClient, "client authentication failed"),
             TokenFailure::Pkce(PkceError::MissingVerifier) => {
                 (C::InvalidRequest, "code_verifier is required")
@@ -210,7 +236,14 @@ impl TokenError {
             _ => (C::InvalidGrant, "the grant is invalid, expired or revoked"),
         };
         let mut oauth = OAuthError::new(code, text);
-        oauth.basic_challenge = basic && code == C::InvalidClient;
+        // RFC 6749 §5.2: 401 with the scheme the client used, when it used the header; a
+        // bearer token authorizing introspection is answered as RFC 6750 §3 says (RFC 7662
+        // §2.3). Credentials in the form get the 400 default.
+        if code == C::InvalidToken {
+            oauth = oauth.with_challenge(Challenge::Bearer);
+        } else if basic && code == C::InvalidClient {
+            oauth = oauth.with_challenge(Challenge::Basic);
+        }
         Self { oauth, reason }
     }
 
@@ -218,7 +251,9 @@ impl TokenError {
         Self::from_reason(f.reason, f.basic)
     }
 
-    /// The JSON error response (400, 401 for failed client authentication, 500).
+    /// The JSON error response: 400; 401 with `WWW-Authenticate: Basic` when HTTP Basic client
+    /// authentication failed, or `Bearer` when an introspection caller's bearer token did;
+    /// 500 for server failures.
     pub fn to_response(&self) -> Response<Vec<u8>> {
         self.oauth.to_response()
     }
@@ -390,12 +425,28 @@ fn decode_basic(value: &str) -> Option<(String, String)> {
 
 impl AuthorizationServer {
     /// Authenticates the client of a token, introspection or revocation request.
+    ///
+    /// Exactly one method per request (RFC 6749 §2.3: two are `invalid_request`), and it must
+    /// be the client's registered one ([`ClientAuth::method`]): a secret registered for HTTP
+    /// Basic is refused in the form body and the other way round, an assertion is refused for a
+    /// secret client, and a confidential client cannot pass as public by sending `client_id`
+    /// alone.
     pub(crate) fn authenticate_client(
         &self,
         headers: &HeaderMap,
         form: &FormParams,
         now: OffsetDateTime,
     ) -> Result<(Arc<Client>, ClientAuthMethod), Fail> {
+        // `Authorization` is a singleton field: a second one is a second credential, and only
+        // the first would be looked at.
+        if headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            return Err(auth_fail(ClientAuthFailure::MultipleMethods, false));
+        }
         let authorization = headers.get(header::AUTHORIZATION);
         let basic = authorization
             .and_then(|v| v.to_str().ok())
@@ -405,6 +456,24 @@ impl AuthorizationServer {
         if usize::from(basic) + usize::from(post_secret) + usize::from(assertion) > 1 {
             return Err(auth_fail(ClientAuthFailure::MultipleMethods, basic));
         }
+        let presented = if basic {
+            ClientAuthMethod::SecretBasic
+        } else if post_secret {
+            ClientAuthMethod::SecretPost
+        } else if assertion {
+            ClientAuthMethod::PrivateKeyJwt
+        } else {
+            ClientAuthMethod::None
+        };
+        // Checked before the secret or assertion is: a credential sent the wrong way is refused
+        // whether or not it is right.
+        let registered = |client: &Client| match client.auth.method() {
+            method if method == presented => Ok(()),
+            _ if presented == ClientAuthMethod::None => {
+                Err(auth_fail(ClientAuthFailure::MissingCredentials, basic))
+            }
+            _ => Err(auth_fail(ClientAuthFailure::WrongMethod, basic)),
+        };
         let form_client = param(form, "client_id")?;
         let form_client_id = match form_client {
             Some(id) => Some(
@@ -434,18 +503,14 @@ impl AuthorizationServer {
                 return Err(auth_fail(ClientAuthFailure::ClientIdMismatch, basic));
             }
             let client = lookup(&id, basic)?;
-            let ClientAuth::Secret(hash) = &client.auth else {
+            registered(&client)?;
+            let ClientAuth::Secret { hash, .. } = &client.auth else {
                 return Err(auth_fail(ClientAuthFailure::BadSecret, basic));
             };
             if !hash.verify(&secret) {
                 return Err(auth_fail(ClientAuthFailure::BadSecret, basic));
             }
-            let method = if basic {
-                ClientAuthMethod::SecretBasic
-            } else {
-                ClientAuthMethod::SecretPost
-            };
-            return Ok((client, method));
+            return Ok((client, presented));
         }
         if assertion {
             if param(form, "client_assertion_type")? != Some(JWT_BEARER) {
@@ -458,19 +523,18 @@ impl AuthorizationServer {
                 return Err(auth_fail(ClientAuthFailure::ClientIdMismatch, false));
             }
             let client = lookup(&id, false)?;
+            registered(&client)?;
             let mut policy = AssertionPolicy::new(&self.config.token_endpoint);
             policy.algorithms = self.config.assertion_algs.clone();
             policy.leeway = self.config.leeway;
             assertion::verify_assertion(jwt, &client, &policy, &*self.store, now)
                 .map_err(|e| auth_fail(ClientAuthFailure::Assertion(e), false))?;
-            return Ok((client, ClientAuthMethod::PrivateKeyJwt));
+            return Ok((client, presented));
         }
         let id = form_client_id.ok_or_else(|| auth_fail(ClientAuthFailure::NoClient, false))?;
         let client = lookup(&id, false)?;
-        if client.auth.is_confidential() {
-            return Err(auth_fail(ClientAuthFailure::MissingCredentials, false));
-        }
-        Ok((client, ClientAuthMethod::None))
+        registered(&client)?;
+        Ok((client, presented))
     }
 
     /// Handles a token request (`POST`, form-encoded).

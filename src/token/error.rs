@@ -6,7 +6,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
-/// The RFC 6749 / RFC 7009 error codes fhirguard emits.
+/// The RFC 6749 / RFC 7009 / RFC 6750 / OpenID Connect error codes fhirguard emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -32,6 +32,13 @@ pub enum OAuthErrorCode {
     ServerError,
     /// RFC 7009: the token type cannot be revoked.
     UnsupportedTokenType,
+    /// RFC 6750 §3.1: the bearer token authorizing the call (at introspection) is invalid.
+    InvalidToken,
+    /// OpenID Connect Core §3.1.2.6: the `request` parameter (a request object) is not
+    /// supported.
+    RequestNotSupported,
+    /// OpenID Connect Core §3.1.2.6: the `request_uri` parameter is not supported.
+    RequestUriNotSupported,
 }
 
 impl OAuthErrorCode {
@@ -48,11 +55,44 @@ impl OAuthErrorCode {
             OAuthErrorCode::AccessDenied => "access_denied",
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            OAuthErrorCode::InvalidToken => "invalid_token",
+            OAuthErrorCode::RequestNotSupported => "request_not_supported",
+            OAuthErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }
 
+/// The `WWW-Authenticate` challenge of a 401: the scheme the client used in its
+/// `Authorization` header (RFC 6749 §5.2 asks for the one "matching the authentication scheme
+/// used by the client").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Challenge {
+    /// `Basic realm="token"`: client authentication by HTTP Basic failed.
+    Basic,
+    /// `Bearer realm="token", error="invalid_token"` (RFC 6750 §3): the bearer token that
+    /// authorizes an introspection call is invalid (RFC 7662 §2.3).
+    Bearer,
+}
+
+impl Challenge {
+    /// The header value.
+    pub fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Challenge::Basic => "Basic realm=\"token\"",
+            Challenge::Bearer => "Bearer realm=\"token\", error=\"invalid_token\"",
+        })
+    }
+}
+
 /// An OAuth error as it goes on the wire.
+///
+/// 400 unless a [`Challenge`] is set (then 401) or the error is `server_error` (500). A failed
+/// client authentication is 401 with a matching challenge only when the client authenticated
+/// in the `Authorization` header; a client that sent its credentials in the form (or none)
+/// gets 400 `invalid_client` and no challenge — RFC 6749 §5.2's default status, since a 401
+/// must carry a challenge (RFC 9110 §15.5.2) and the only one to give, `Basic`, names a scheme
+/// the client did not use, and never `Bearer`, which is not client authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OAuthError {
     /// The error code.
@@ -60,19 +100,18 @@ pub struct OAuthError {
     /// A fixed human-readable description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<&'static str>,
-    /// The HTTP status (400 or 401; 500 for `server_error`).
+    /// The HTTP status (400, 401 with a challenge, 500 for `server_error`).
     #[serde(skip)]
     pub status: StatusCode,
-    /// When 401 for HTTP Basic, the scheme to name in `WWW-Authenticate`.
+    /// The `WWW-Authenticate` challenge, for a 401.
     #[serde(skip)]
-    pub basic_challenge: bool,
+    pub challenge: Option<Challenge>,
 }
 
 impl OAuthError {
-    /// A 400 error.
+    /// A 400 error (500 for `server_error`).
     pub fn new(error: OAuthErrorCode, description: &'static str) -> Self {
         let status = match error {
-            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -80,25 +119,33 @@ impl OAuthError {
             error,
             error_description: Some(description),
             status,
-            basic_challenge: false,
+            challenge: None,
         }
     }
 
+    /// The same error as a 401 carrying `challenge`.
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.status = StatusCode::UNAUTHORIZED;
+        self.challenge = Some(challenge);
+        self
+    }
+
     /// The JSON error response, with `Cache-Control: no-store`, `Pragma: no-cache` and, for
-    /// 401, a `WWW-Authenticate` challenge.
+    /// 401, the `WWW-Authenticate` challenge.
     pub fn to_response(&self) -> Response<Vec<u8>> {
         let body = serde_json::to_vec(self).unwrap_or_default();
         let mut response = json_response(self.status, body);
-        if self.status == StatusCode::UNAUTHORIZED {
-            let challenge = if self.basic_challenge {
-                "Basic realm=\"token\""
-            } else {
-                "Bearer realm=\"token\", error=\"invalid_client\""
-            };
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        // A 401 always names a scheme (RFC 9110 §15.5.2); client authentication's is Basic.
+        let challenge = match self.challenge {
+            Some(c) => Some(c),
+            None if self.status == StatusCode::UNAUTHORIZED => Some(Challenge::Basic),
+            None => None,
+        };
+        if let Some(c) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, c.header_value());
         }
         response
     }

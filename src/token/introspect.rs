@@ -4,11 +4,13 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::clients::Client;
 use super::endpoint::{TokenError, TokenFailure, parse_form_post};
 use super::error::json_response;
 use super::server::AuthorizationServer;
 use super::store::{RefreshLookup, TokenHash};
 use crate::consent::GrantStatus;
+use crate::ids::ClientId;
 
 /// An introspection answer. Inactive tokens serialise as exactly `{"active":false}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -66,22 +68,45 @@ impl Introspection {
     }
 }
 
+/// Whose tokens an introspection caller may learn about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entitlement {
+    /// Tokens issued to any client: a resource server (`Client::introspect_any_token`).
+    AnyToken,
+    /// Only tokens issued to this client.
+    OwnTokens(ClientId),
+}
+
 impl AuthorizationServer {
-    /// RFC 7662 introspection. The caller must present either a valid access token
-    /// (`Authorization: Bearer`, as SMART requires introspection to accept) or confidential
-    /// client credentials; any active token of any client may then be introspected.
+    /// RFC 7662 introspection.
+    ///
+    /// The caller presents either an access token (`Authorization: Bearer`, which SMART asks
+    /// the endpoint to accept) or confidential-client credentials, as at the token endpoint.
+    /// What it may learn depends on who it is: a client registered with
+    /// [`Client::introspect_any_token`](super::Client::introspect_any_token) (a resource server)
+    /// is answered for any token; every other caller only for tokens issued to its own client.
+    /// A token the caller is not entitled to is answered `{"active":false}`, exactly like an
+    /// unknown one (RFC 7662 §2.2), so one app cannot learn another app's scopes or patient.
     pub fn introspect<B: AsRef<[u8]>>(
         &self,
         request: &Request<B>,
         now: OffsetDateTime,
     ) -> Result<Introspection, TokenError> {
         let form = parse_form_post(request).map_err(|r| self.token_error(r))?;
-        self.authorize_introspection_caller(request.headers(), &form, now)?;
+        let caller = self.authorize_introspection_caller(request.headers(), &form, now)?;
         let token = form
             .get("token")
             .map_err(|_| self.token_error(TokenFailure::Duplicate("token")))?
             .ok_or_else(|| self.token_error(TokenFailure::Missing("token")))?;
-        Ok(self.introspect_token(token, now))
+        let answer = self.introspect_token(token, now);
+        Ok(match caller {
+            Entitlement::AnyToken => answer,
+            Entitlement::OwnTokens(id) if answer.client_id.as_deref() == Some(id.as_str()) => {
+                answer
+            }
+            // Not the caller's: indistinguishable from a token that does not exist.
+            Entitlement::OwnTokens(_) => Introspection::inactive(),
+        })
     }
 
     fn authorize_introspection_caller(
@@ -89,24 +114,49 @@ impl AuthorizationServer {
         headers: &HeaderMap,
         form: &super::form::FormParams,
         now: OffsetDateTime,
-    ) -> Result<(), TokenError> {
+    ) -> Result<Entitlement, TokenError> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        let entitlement = |client: &Client| {
+            if client.may_introspect_any_token() {
+                Entitlement::AnyToken
+            } else {
+                Entitlement::OwnTokens(client.id.clone())
+            }
+        };
         if bearer {
-            return self
-                .validator
-                .validate_headers(headers, now)
-                .map(|_| ())
-                .map_err(|_| {
-                    self.token_error(TokenFailure::ClientAuth(
-                        super::endpoint::ClientAuthFailure::UnknownClient,
-                    ))
-                });
+            // The bearer token is this request's credential (RFC 6749 §2.3: one method only).
+            let second_credential = headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .nth(1)
+                .is_some()
+                || ["client_secret", "client_assertion", "client_assertion_type"]
+                    .iter()
+                    .any(|name| form.contains(name));
+            if second_credential {
+                return Err(self.token_error(TokenFailure::ClientAuth(
+                    super::endpoint::ClientAuthFailure::MultipleMethods,
+                )));
+            }
+            let valid = self.validator.validate_headers(headers, now).map_err(|e| {
+                self.token_error(TokenFailure::ClientAuth(
+                    super::endpoint::ClientAuthFailure::BearerRejected(e),
+                ))
+            })?;
+            // The registration is read now, not from the token: withdrawing a resource
+            // server's permission takes effect for the tokens it already holds.
+            let client_id = &valid.claims.client_id;
+            return Ok(match self.clients.client(client_id) {
+                Some(client) => entitlement(&client),
+                None => Entitlement::OwnTokens(client_id.clone()),
+            });
         }
         match self.authenticate_client(headers, form, now) {
-            Ok((client, _)) if client.auth.is_confidential() => Ok(()),
+            Ok((client, _)) if client.auth.is_confidential() => Ok(entitlement(&client)),
+            // A public client's `client_id` proves nothing: anyone could send it.
             Ok(_) => Err(self.token_error(TokenFailure::ClientAuth(
                 super::endpoint::ClientAuthFailure::MissingCredentials,
             ))),
@@ -114,8 +164,9 @@ impl AuthorizationServer {
         }
     }
 
-    /// Introspects one token (no caller check): access tokens by signature, claims,
-    /// revocation and grant; refresh tokens by the store and grant.
+    /// Introspects one token with **no caller check**: access tokens by signature, claims,
+    /// revocation and grant; refresh tokens by the store and grant. For a host that decided
+    /// itself who may see the answer; [`Self::introspect`] is the endpoint.
     pub fn introspect_token(&self, token: &str, now: OffsetDateTime) -> Introspection {
         if let Ok(valid) = self.validator.validate(token, now) {
             let c = std::sync::Arc::unwrap_or_clone(valid.claims);

@@ -67,13 +67,14 @@ pub use authorize::{
 };
 pub use clients::{
     Client, ClientAuth, ClientRegistry, ClientSecret, InMemoryClientRegistry, SecretHash,
+    SecretMethod,
 };
 pub use config::{ConfigError, ServerConfig};
 pub use endpoint::{
     ClientAuthFailure, ClientAuthMethod, TokenError, TokenFailure, TokenOutcome, TokenResponse,
     token_response,
 };
-pub use error::{OAuthError, OAuthErrorCode};
+pub use error::{Challenge, OAuthError, OAuthErrorCode};
 pub use form::{DuplicateParam, FormError, FormParams, MAX_FORM_LEN, MAX_PARAMS};
 pub use grants::MemoryGrantStatus;
 pub use introspect::{Introspection, Revoked};

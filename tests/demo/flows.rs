@@ -897,7 +897,11 @@ fn asymmetric_and_backend_clients() {
                 &[],
             )
             .await;
-        assert_eq!(again.status, 401, "{}", again.text());
+        // invalid_client; 400 because the assertion was in the form, not an Authorization
+        // header (RFC 6749 §5.2).
+        assert_eq!(again.status, 400, "{}", again.text());
+        assert_eq!(again.json()["error"], "invalid_client");
+        assert!(again.header("www-authenticate").is_none());
     });
 }
 

@@ -303,3 +303,80 @@ async fn token_endpoint_cors_and_rate_limit() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_authentication_failures_carry_the_challenge_of_the_scheme_used() {
+    use base64::Engine as _;
+    let s = TestServer::start(Options::default()).await;
+    let code_request = [
+        ("grant_type", "authorization_code"),
+        ("code", "nope"),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    // HTTP Basic attempted (for a public client: not its method) → 401, Basic challenge.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{APP}:guess"))
+    );
+    let r = s
+        .post_form("/auth/token", &code_request, &[("authorization", &basic)])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Basic realm=\"token\"");
+    assert_eq!(r.body["error"], "invalid_client");
+    let r = s
+        .post_form(
+            "/auth/revoke",
+            &[("token", "t")],
+            &[("authorization", &basic)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Basic realm=\"token\"");
+
+    // No Authorization header → 400 invalid_client, and never a Bearer challenge.
+    let mut unknown = code_request.to_vec();
+    unknown.push(("client_id", "nobody"));
+    let r = s.post_form("/auth/token", &unknown, &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid_client");
+    assert!(r.headers.get(header::WWW_AUTHENTICATE).is_none());
+    let r = s
+        .post_form(
+            "/auth/introspect",
+            &[("token", "t"), ("client_id", APP)],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.headers.get(header::WWW_AUTHENTICATE).is_none());
+
+    // A bearer token authorizing introspection: refused → 401 invalid_token, Bearer challenge;
+    // valid → the app's own token is answered.
+    let r = s
+        .post_form(
+            "/auth/introspect",
+            &[("token", "t")],
+            &[("authorization", "Bearer not-a-token")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"token\", error=\"invalid_token\""
+    );
+    assert_eq!(r.body["error"], "invalid_token");
+    let token = s.token();
+    let bearer = format!("Bearer {token}");
+    let r = s
+        .post_form(
+            "/auth/introspect",
+            &[("token", &token)],
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["client_id"], APP);
+}

@@ -194,6 +194,66 @@ fn openid_configuration_and_jwks() {
 }
 
 #[test]
+fn openid_configuration_says_request_objects_are_not_supported() {
+    let h = harness();
+    let doc = json(&h.server.openid_configuration().unwrap().to_response());
+    // Both written out: `request_uri_parameter_supported` defaults to true when omitted.
+    assert_eq!(doc["request_parameter_supported"], serde_json::json!(false));
+    assert_eq!(
+        doc["request_uri_parameter_supported"],
+        serde_json::json!(false)
+    );
+}
+
+#[test]
+fn openid_configuration_lists_the_client_assertion_algorithms() {
+    let h = harness();
+    let doc = json(&h.server.openid_configuration().unwrap().to_response());
+    assert!(
+        doc["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"private_key_jwt".into())
+    );
+    // Exactly what the token endpoint verifies assertions with (SMART: RS384 and ES384).
+    assert_eq!(
+        doc["token_endpoint_auth_signing_alg_values_supported"],
+        serde_json::json!(["RS384", "ES384", "RS256", "ES256"])
+    );
+    // No UserInfo endpoint exists, so none is advertised.
+    assert!(doc.get("userinfo_endpoint").is_none());
+
+    // Narrowed in the configuration, narrowed in both documents.
+    let mut config = ServerConfig::new(ISSUER, FHIR_BASE);
+    config.assertion_algs = vec![Algorithm::ES384];
+    let server = server_with(config).unwrap();
+    let oidc = serde_json::to_value(server.openid_configuration().unwrap()).unwrap();
+    let smart = serde_json::to_value(server.smart_configuration()).unwrap();
+    for doc in [&oidc, &smart] {
+        assert_eq!(
+            doc["token_endpoint_auth_signing_alg_values_supported"],
+            serde_json::json!(["ES384"])
+        );
+    }
+    // Without private_key_jwt clients the entry is left out with the method.
+    let mut config = ServerConfig::new(ISSUER, FHIR_BASE);
+    config.asymmetric_clients = false;
+    config.backend_services = false;
+    let server = server_with(config).unwrap();
+    let oidc = serde_json::to_value(server.openid_configuration().unwrap()).unwrap();
+    assert!(
+        !oidc["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"private_key_jwt".into())
+    );
+    assert!(
+        oidc.get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none()
+    );
+}
+
+#[test]
 fn id_token_claims_and_rs256_signature_against_the_jwks() {
     let h = harness();
     let code = code_for(&h, "public-app", START);

@@ -71,6 +71,16 @@ pub fn harness() -> Harness {
         vec![REDIRECT.into()],
         allowed.clone(),
     ));
+    // A resource server: confidential, registered to introspect any client's tokens.
+    let mut resource_server = Client::confidential(
+        id("resource-server"),
+        fhirguard::token::SecretHash::new(&ClientSecret::new(SECRET)).unwrap(),
+        Vec::new(),
+        ScopeSet::new(),
+    );
+    resource_server.authorization_code = false;
+    resource_server.introspect_any_token = true;
+    clients.register(resource_server);
     let rs384 = client_rs384();
     let es384 = client_es384();
     clients.register(Client::asymmetric(

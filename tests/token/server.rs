@@ -445,7 +445,11 @@ fn confidential_symmetric_client_with_basic_auth() {
         err.reason,
         TokenFailure::ClientAuth(ClientAuthFailure::MissingCredentials)
     );
-    assert_eq!(err.to_response().status(), 401);
+    // No Authorization header: RFC 6749 §5.2's default 400, and no challenge.
+    let response = err.to_response();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(&response)["error"], "invalid_client");
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
 
     let err = failure(secret_exchange(&h, &basic("nobody", SECRET), &code));
     assert_eq!(
@@ -476,7 +480,10 @@ fn assertion_failure(h: &Harness, jwt: &str) -> fhirguard::token::AssertionError
     let code = code_for(h, "jwt-app", START);
     let err = failure(assertion_exchange(h, jwt, &code));
     assert_eq!(err.oauth.error, OAuthErrorCode::InvalidClient);
-    assert_eq!(err.to_response().status(), 401);
+    // The assertion came in the form, not the Authorization header: 400, no challenge.
+    let response = err.to_response();
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     match err.reason {
         TokenFailure::ClientAuth(ClientAuthFailure::Assertion(e)) => e,
         other => panic!("expected an assertion failure, got {other:?}"),
@@ -923,11 +930,12 @@ fn token_endpoint_refuses_get_and_duplicates() {
 
 // ---------------------------------------------------------------- introspection / revocation
 
+/// Introspects `token` as the resource server (entitled to every client's tokens).
 fn introspect(h: &Harness, token: &str) -> serde_json::Value {
     let mut request = post_form(&format!("{ISSUER}/introspect"), &[("token", token)]);
     request.headers_mut().insert(
         header::AUTHORIZATION,
-        basic("secret-app", SECRET).parse().unwrap(),
+        basic("resource-server", SECRET).parse().unwrap(),
     );
     json(&h.server.introspect(&request, START).unwrap().to_response())
 }
@@ -963,7 +971,7 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     );
     request.headers_mut().insert(
         header::AUTHORIZATION,
-        basic("secret-app", SECRET).parse().unwrap(),
+        basic("resource-server", SECRET).parse().unwrap(),
     );
     let late = START + Duration::hours(1) + Duration::seconds(1);
     assert!(!h.server.introspect(&request, late).unwrap().active);
@@ -971,7 +979,8 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     for junk in ["nope", "a.b.c", &"x".repeat(5000)] {
         assert_eq!(introspect(&h, junk), serde_json::json!({"active": false}));
     }
-    // Unauthenticated callers are refused; a bearer token is accepted as caller credential.
+    // Unauthenticated callers are refused; a bearer token is accepted as caller credential
+    // (here the app's own, for its own token: `introspection.rs` has who may see what).
     let request = post_form(
         &format!("{ISSUER}/introspect"),
         &[("token", ok.access_token.as_str())],
@@ -982,7 +991,7 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
             .unwrap_err()
             .to_response()
             .status(),
-        401
+        400
     );
     let mut request = post_form(
         &format!("{ISSUER}/introspect"),
@@ -1066,12 +1075,8 @@ fn revocation_of_refresh_and_access_tokens() {
             .status(),
         200
     );
-    // Unauthenticated: 401.
-    assert_eq!(
-        revoke("unknown", "nobody")
-            .unwrap_err()
-            .to_response()
-            .status(),
-        401
-    );
+    // Unauthenticated (an unknown client_id, no Authorization header): 400 invalid_client.
+    let response = revoke("unknown", "nobody").unwrap_err().to_response();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(&response)["error"], "invalid_client");
 }

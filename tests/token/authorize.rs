@@ -1,0 +1,203 @@
+//! The authorization endpoint's answers for requests it cannot serve: nothing to approve
+//! (RFC 6749 §4.1.2.1 `invalid_scope`).
+
+use fhirguard::token::{AuthorizeError, RedirectReason};
+use http::StatusCode;
+
+use super::harness::*;
+use super::support::*;
+
+fn refused(h: &Harness, overrides: &[(&str, &str)]) -> (RedirectReason, String, StatusCode) {
+    match h
+        .server
+        .authorize_request(
+            &get_authorize(&authorize_params("public-app", overrides)),
+            START,
+        )
+        .expect_err("the request must be refused")
+    {
+        AuthorizeError::Redirect { redirect, reason } => {
+            assert!(redirect.location.starts_with(REDIRECT));
+            assert!(redirect_param(&redirect.location, "code").is_none());
+            (reason, redirect.location, redirect.status)
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_request_without_a_grantable_resource_scope_is_invalid_scope_with_state() {
+    let h = harness();
+    for scope in [
+        "openid fhirUser",
+        "launch/patient openid fhirUser",
+        "launch/patient openid fhirUser offline_access",
+        "launch",
+        // Resource scopes, but none this client may be granted.
+        "openid user/*.rs",
+        "launch/patient system/Observation.rs",
+        // Extension scopes the server does not grant.
+        "openid __custom https://example.org/scope",
+    ] {
+        let (reason, location, status) = refused(&h, &[("scope", scope)]);
+        assert_eq!(reason, RedirectReason::NoResourceScope, "{scope}");
+        assert_eq!(
+            redirect_param(&location, "error").as_deref(),
+            Some("invalid_scope"),
+            "{scope}"
+        );
+        assert_eq!(
+            redirect_param(&location, "state").as_deref(),
+            Some("st-123 &=?")
+        );
+        assert_eq!(status, StatusCode::FOUND);
+    }
+    // By POST too (303, so the browser follows with GET).
+    let params = authorize_params("public-app", &[("scope", "openid fhirUser")]);
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match h
+        .server
+        .authorize_request(&post_form(&format!("{ISSUER}/authorize"), &pairs), START)
+        .unwrap_err()
+    {
+        AuthorizeError::Redirect { redirect, reason } => {
+            assert_eq!(reason, RedirectReason::NoResourceScope);
+            assert_eq!(redirect.status, StatusCode::SEE_OTHER);
+            assert_eq!(
+                redirect_param(&redirect.location, "error").as_deref(),
+                Some("invalid_scope")
+            );
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
+
+#[test]
+fn requests_with_some_grantable_resource_scope_still_reach_the_approval() {
+    let h = harness();
+    for scope in [
+        SCOPE,
+        "patient/Observation.rs",
+        "openid fhirUser patient/Observation.rs",
+        // v1 syntax.
+        "launch/patient patient/*.read",
+        // Wider than the client's allowance: narrowed later, not refused.
+        "patient/*.cruds",
+        // Some of it beyond the client: the rest is still worth approving.
+        "patient/Observation.rs user/*.rs system/*.rs __custom",
+    ] {
+        let request = h
+            .server
+            .authorize_request(
+                &get_authorize(&authorize_params("public-app", &[("scope", scope)])),
+                START,
+            )
+            .unwrap_or_else(|e| panic!("{scope}: {e:?}"));
+        assert_eq!(request.scope, scopes(scope));
+    }
+}
+
+#[test]
+fn an_approval_that_leaves_no_resource_scope_issues_no_code() {
+    let h = harness();
+    let request = h
+        .server
+        .authorize_request(
+            &get_authorize(&authorize_params(
+                "public-app",
+                &[("scope", "openid fhirUser patient/Observation.rs")],
+            )),
+            START,
+        )
+        .unwrap();
+    // The patient approved data the request did not ask for: identity scopes alone remain.
+    let mut approval = approval("public-app", START);
+    approval.approved_scope = scopes("patient/Condition.rs");
+    match h.server.approve(&request, approval, START).unwrap_err() {
+        AuthorizeError::Redirect { redirect, reason } => {
+            assert_eq!(reason, RedirectReason::NothingGranted);
+            assert_eq!(
+                redirect_param(&redirect.location, "error").as_deref(),
+                Some("invalid_scope")
+            );
+            assert!(redirect_param(&redirect.location, "code").is_none());
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    // The matching approval goes through.
+    let redirect = h
+        .server
+        .approve(
+            &request,
+            super::harness::approval("public-app", START),
+            START,
+        )
+        .unwrap();
+    assert!(redirect_param(&redirect.location, "code").is_some());
+}
+
+// ---------------------------------------------------------------- request objects (OIDC §6)
+
+#[test]
+fn request_and_request_uri_are_answered_not_supported_with_state() {
+    let h = harness();
+    let object = "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9.";
+    let cases = [
+        (
+            vec![("request", object)],
+            RedirectReason::RequestNotSupported,
+            "request_not_supported",
+        ),
+        (
+            vec![("request_uri", "https://app.example.org/request.jwt")],
+            RedirectReason::RequestUriNotSupported,
+            "request_uri_not_supported",
+        ),
+        (
+            vec![("request", object), ("request_uri", "urn:example:r")],
+            RedirectReason::RequestNotSupported,
+            "request_not_supported",
+        ),
+    ];
+    for (extra, expected, code) in cases {
+        let (reason, location, _) = refused(&h, &extra);
+        assert_eq!(reason, expected);
+        assert_eq!(redirect_param(&location, "error").as_deref(), Some(code));
+        assert_eq!(
+            redirect_param(&location, "state").as_deref(),
+            Some("st-123 &=?")
+        );
+    }
+    // Refused even when the rest of the request is fine without it, and before the missing
+    // state is noticed (the error then carries no state).
+    let (reason, location, _) = refused(&h, &[("request", object), ("state", "")]);
+    assert_eq!(reason, RedirectReason::RequestNotSupported);
+    assert!(redirect_param(&location, "state").is_none());
+    // Sent without a value, a parameter counts as omitted (RFC 6749 §3.1).
+    let mut params = authorize_params("public-app", &[]);
+    params.push(("request".into(), String::new()));
+    params.push(("request_uri".into(), String::new()));
+    assert!(
+        h.server
+            .authorize_request(&get_authorize(&params), START)
+            .is_ok()
+    );
+    // Until the redirect URI is trusted, nothing is redirected, request object or not.
+    let err = h
+        .server
+        .authorize_request(
+            &get_authorize(&authorize_params(
+                "public-app",
+                &[
+                    ("request", object),
+                    ("redirect_uri", "https://evil.example/cb"),
+                ],
+            )),
+            START,
+        )
+        .unwrap_err();
+    assert!(matches!(err, AuthorizeError::Render(_)));
+}

@@ -99,6 +99,9 @@ pub(crate) struct Shared {
     counter: AtomicU64,
     /// The length of the last body the guard serialised: where the next one's buffer starts.
     last_body_len: AtomicUsize,
+    /// What a preflight for the API may allow: the methods of the interactions the sanitizer
+    /// supports (no `PUT` on a read-only API).
+    api_methods: Vec<Method>,
 }
 
 impl Shared {
@@ -111,8 +114,10 @@ impl Shared {
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
         let probe_fields = probe_fields(&config.registry);
+        let api_methods = config.sanitizer.config().methods().iter().collect();
         Self {
             probe_fields,
+            api_methods,
             scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
             semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             config,
@@ -284,8 +289,17 @@ where
         // The instance that was polled ready serves this request; the clone stays for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let head = req.method() == Method::HEAD;
+        let answer = run(Arc::clone(&self.shared), inner, req);
         ResponseFuture {
-            inner: Box::pin(run(Arc::clone(&self.shared), inner, req)),
+            inner: Box::pin(async move {
+                let response = answer.await?;
+                Ok(if head {
+                    without_body(response)
+                } else {
+                    response
+                })
+            }),
         }
     }
 }
@@ -477,6 +491,7 @@ where
     });
 
     // 5. The host's handler.
+    head_as_get(&mut parts);
     let mut inner = inner;
     let response = inner
         .call(Request::from_parts(parts, Full::new(bytes)))
@@ -597,7 +612,7 @@ async fn serve_public<S, RB>(
     shared: &Shared,
     mut trail: Trail,
     mut inner: S,
-    parts: Parts,
+    mut parts: Parts,
     bytes: Bytes,
 ) -> Result<Response<GuardBody>, S::Error>
 where
@@ -632,6 +647,7 @@ where
             ));
         }
     }
+    head_as_get(&mut parts);
     let response = inner
         .call(Request::from_parts(parts, Full::new(bytes)))
         .await?;
@@ -912,6 +928,12 @@ impl Shared {
             GuardRejection::Token(t) => {
                 headers.insert(header::WWW_AUTHENTICATE, t.www_authenticate());
             }
+            GuardRejection::Sanitize(e) => {
+                // RFC 9110 §15.5.6: a 405 lists what the path accepts.
+                if let Some(allow) = e.allowed_methods() {
+                    headers.insert(header::ALLOW, allow.header_value());
+                }
+            }
             GuardRejection::MethodNotAllowed => {
                 // Only public paths (`/metadata`, discovery) answer this: they are read-only.
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -944,7 +966,7 @@ impl Shared {
     fn preflight(&self, mut trail: Trail, parts: &Parts) -> Response<GuardBody> {
         let methods: &[Method] = match trail.cors {
             CorsClass::Public => &[Method::GET, Method::HEAD],
-            CorsClass::Registered => &[Method::GET, Method::HEAD, Method::POST],
+            CorsClass::Registered => &self.api_methods,
         };
         let answer =
             self.config.cors.as_ref().and_then(|cors| {
@@ -1116,6 +1138,34 @@ where
     })
 }
 
+/// The handler answers HEAD as GET: the guard needs the body to check it (a hidden resource
+/// must answer HEAD exactly as GET does, 404 and all), and a router's HEAD route may drop the
+/// body before the guard sees it (axum's `get` routes do). The audit record keeps HEAD, and
+/// [`without_body`] drops the body on the way out.
+fn head_as_get(parts: &mut Parts) {
+    if parts.method == Method::HEAD {
+        parts.method = Method::GET;
+    }
+}
+
+/// A HEAD answer: the GET's status and headers, with `Content-Length` the length of the body
+/// a GET would have received (RFC 9110 §9.3.2, §8.6), and no body. Checked like a GET's,
+/// the body is dropped here and never leaves the guard.
+fn without_body(response: Response<GuardBody>) -> Response<GuardBody> {
+    let (mut parts, body) = response.into_parts();
+    // No `Content-Length` on a 1xx, a 204 or a 304.
+    let status = parts.status;
+    let sized = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    if let (true, Some(len)) = (sized, body.size_hint().exact()) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
 /// Characters left as they are in an added query value; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -1247,6 +1297,34 @@ mod tests {
             append_query(&bare, &add[..1]).unwrap().to_string(),
             "/fhir/Observation?patient=Patient%2F355"
         );
+    }
+
+    #[test]
+    fn head_answers_keep_the_length_and_drop_the_body() {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"1\"}")));
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+        let head = without_body(response);
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()[header::CONTENT_LENGTH], "10");
+        assert_eq!(head.headers()[header::ETAG], "W/\"1\"");
+        assert_eq!(head.body().size_hint().exact(), Some(0));
+        let mut empty = Response::new(Full::new(Bytes::new()));
+        *empty.status_mut() = StatusCode::NO_CONTENT;
+        assert!(
+            without_body(empty)
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_none()
+        );
+        let mut parts = Request::head("/fhir/Patient/1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        head_as_get(&mut parts);
+        assert_eq!(parts.method, Method::GET);
     }
 
     /// The pruned probe decides exactly as the whole resource: same classification, same

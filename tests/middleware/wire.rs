@@ -1,0 +1,190 @@
+//! What the guard says on the wire for the cases a strict reader of FHIR R4 and RFC 9110
+//! checks: `Allow` on every 405, HEAD as GET without the body and unsupported interactions.
+
+use bytes::Bytes;
+use fhirguard::audit::{DenyReason, HttpMethod, Outcome};
+use fhirguard::middleware::CorsPolicy;
+use fhirguard::sanitize::{InteractionCode, SanitizerConfig};
+use http::{HeaderMap, Method, StatusCode, header};
+
+use super::support::*;
+
+/// The headers of a reply without the ones that differ between any two answers.
+fn stable(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| *name != "x-request-id" && *name != header::DATE)
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_lists_what_the_path_allows() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    for (method, path, allow) in [
+        // Writes on the read-only default: 405 before the (missing) body is looked at.
+        (Method::PUT, "/fhir/Patient", "GET, HEAD"),
+        (Method::PUT, "/fhir/Patient/355", "GET, HEAD"),
+        (Method::PATCH, "/fhir/Patient/355", "GET, HEAD"),
+        (Method::DELETE, "/fhir/Observation/x", "GET, HEAD"),
+        (Method::POST, "/fhir/Patient", "GET, HEAD"),
+        (Method::POST, "/fhir/Patient/355", "GET, HEAD"),
+        (Method::GET, "/fhir/Patient/_search", "POST"),
+        (Method::OPTIONS, "/fhir/Patient", "GET, HEAD"),
+        (Method::POST, "/fhir/metadata", "GET, HEAD"),
+    ] {
+        for t in [None, Some(token.as_str())] {
+            let reply = s.send(method.clone(), path, t, &[]).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(reply.headers[header::ALLOW], allow, "{method} {path}");
+            assert_eq!(reply.body["issue"][0]["code"], "not-supported");
+        }
+    }
+    assert!(s.seen().is_empty());
+    let records = s.records();
+    assert_eq!(records.len(), 18);
+    assert_eq!(records[0].record().method, Some(HttpMethod::Put));
+    assert_eq!(
+        records[0].record().outcome,
+        Outcome::Denied(DenyReason::MalformedRequest)
+    );
+}
+
+/// A host that enables writes gets them through the sanitizer; the scopes (read-only here)
+/// then decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabled_writes_reach_enforcement() {
+    let s = TestServer::start(Options {
+        sanitizer: Some(
+            SanitizerConfig::us_core("/fhir").allow_interaction(InteractionCode::Update),
+        ),
+        cors: Some(CorsPolicy::with_origins(["https://app.example.org"])),
+        ..Options::default()
+    })
+    .await;
+    let token = s.token();
+    let body = format!(r#"{{"resourceType":"Observation","id":"{VITAL_355}"}}"#);
+    let put = s
+        .send_body(
+            Method::PUT,
+            &format!("/fhir/Observation/{VITAL_355}"),
+            Some(&token),
+            &[("content-type", "application/fhir+json")],
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN);
+    let delete = s
+        .send(Method::DELETE, "/fhir/Observation/x", Some(&token), &[])
+        .await;
+    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(delete.headers[header::ALLOW], "GET, HEAD, PUT");
+    // The preflight allows what the API accepts, PUT now included.
+    let pre = s
+        .send(
+            Method::OPTIONS,
+            "/fhir/Observation/x",
+            None,
+            &[
+                ("origin", "https://app.example.org"),
+                ("access-control-request-method", "PUT"),
+            ],
+        )
+        .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        pre.headers[header::ACCESS_CONTROL_ALLOW_METHODS],
+        "GET, HEAD, POST, PUT"
+    );
+    assert!(s.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_preflights_offer_no_write() {
+    let s = TestServer::start(Options {
+        cors: Some(CorsPolicy::with_origins(["https://app.example.org"])),
+        ..Options::default()
+    })
+    .await;
+    let pre = |m: &'static str| {
+        [
+            ("origin", "https://app.example.org"),
+            ("access-control-request-method", m),
+        ]
+    };
+    let head = s
+        .send(Method::OPTIONS, "/fhir/Patient/355", None, &pre("HEAD"))
+        .await;
+    assert_eq!(head.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        head.headers[header::ACCESS_CONTROL_ALLOW_METHODS],
+        "GET, HEAD, POST"
+    );
+    let put = s
+        .send(Method::OPTIONS, "/fhir/Patient/355", None, &pre("PUT"))
+        .await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN);
+}
+
+/// HEAD answers with GET's status and headers, `Content-Length` the GET body's length, and
+/// no body, over a real socket through axum's `get` routes; the handler runs a GET and the
+/// audit record says HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_get_without_the_body() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    let cases = [
+        (format!("/fhir/Observation/{VITAL_355}"), Some(&token)),
+        (
+            "/fhir/Observation?patient=355&_count=5".to_owned(),
+            Some(&token),
+        ),
+        (
+            "/fhir/Patient/355/Observation?_count=2".to_owned(),
+            Some(&token),
+        ),
+        ("/fhir/Patient/355/$everything".to_owned(), Some(&token)),
+        // Hidden and missing: the same 404 as GET.
+        (format!("/fhir/Observation/{LAB_355}"), Some(&token)),
+        ("/fhir/Observation/does-not-exist".to_owned(), Some(&token)),
+        // Refused: the same 403, the same 401.
+        ("/fhir/Patient/85".to_owned(), Some(&token)),
+        ("/fhir/Patient/355".to_owned(), None),
+        ("/fhir/metadata".to_owned(), None),
+    ];
+    for (path, t) in &cases {
+        let t = t.map(String::as_str);
+        let get = s.get(path, t).await;
+        let head = s.send(Method::HEAD, path, t, &[]).await;
+        assert_eq!(head.status, get.status, "{path}");
+        assert!(head.raw.is_empty(), "{path}: {:?}", head.raw);
+        assert_eq!(
+            head.headers[header::CONTENT_LENGTH],
+            get.raw.len().to_string(),
+            "{path}"
+        );
+        assert_eq!(stable(&head.headers), stable(&get.headers), "{path}");
+    }
+    assert_eq!(
+        s.get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The handler ran GETs (it saw no HEAD), and each HEAD is audited as HEAD.
+    let records = s.records();
+    assert_eq!(records.len(), 2 * cases.len() + 1);
+    for pair in records[..2 * cases.len()].chunks(2) {
+        assert_eq!(pair[0].record().method, Some(HttpMethod::Get));
+        assert_eq!(pair[1].record().method, Some(HttpMethod::Head));
+        assert_eq!(pair[1].record().outcome, pair[0].record().outcome);
+        assert_eq!(pair[1].record().decision, pair[0].record().decision);
+    }
+}

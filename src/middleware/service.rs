@@ -37,9 +37,9 @@ use crate::audit::{
 };
 use crate::consent::{ActiveGrant, GrantStatus};
 use crate::enforce::{Decision, DenyReason, Enforcer, ResponseCheck};
-use crate::fhir::{FhirRequest, PublicProblem, SearchParam, problem_response};
+use crate::fhir::{FhirRequest, Interaction, PublicProblem, SearchParam, problem_response};
 use crate::ids::{CategoryId, ClientId, GrantId, PatientId};
-use crate::sanitize::ResponseKind;
+use crate::sanitize::{ParamType, ResponseKind, TypedParam, TypedValue};
 use crate::token::{TokenRejection, ValidatedToken};
 
 /// The body of every response the guard returns: it reads the handler's response whole (to
@@ -432,6 +432,13 @@ where
             Ok(s) => s,
             Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
         };
+    let max_count = config.sanitizer.config().limits.max_count;
+    let capped = counts_at(&sanitized.request, &sanitized.typed, max_count);
+    let post_search = parts.method == Method::POST
+        && matches!(
+            sanitized.request.interaction,
+            Interaction::SearchType | Interaction::SearchSystem
+        );
     let request = sanitized.request;
 
     // 2–3. Token and grant.
@@ -472,6 +479,12 @@ where
     trail.request = Some(sent);
     let has_narrowing = !narrowing.is_empty();
     let mut parts = parts;
+    // The sanitizer capped a `_count` above the maximum in the typed request; the raw query
+    // (and a POST search's form) the handler may read must say the same.
+    let bytes = match cap_counts(&mut parts, &capped, max_count, post_search, bytes) {
+        Some(bytes) => bytes,
+        None => return Ok(shared.reject(trail, GuardRejection::NarrowingFailed)),
+    };
     if !narrowing.is_empty() {
         match append_query(&parts.uri, &narrowing) {
             Some(uri) => parts.uri = uri,
@@ -1166,6 +1179,80 @@ fn without_body(response: Response<GuardBody>) -> Response<GuardBody> {
     Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
+/// The names of the `_count`-typed parameters at `max`: those the sanitizer may have capped.
+/// Empty (no allocation) for the usual request.
+fn counts_at(request: &FhirRequest, typed: &[TypedParam], max: u32) -> Vec<String> {
+    request
+        .params
+        .iter()
+        .zip(typed)
+        .filter(|(_, t)| t.ty == ParamType::Count && t.values.contains(&TypedValue::Count(max)))
+        .map(|(p, _)| p.name.clone())
+        .collect()
+}
+
+/// Rewrites the raw `name=value` pairs of `names` above `cap` to `cap`, in the URI's query and
+/// (for a POST search) the form body: what the sanitizer did to the typed request, for a
+/// handler that reads the raw request. `None` if the URI could not be rebuilt.
+fn cap_counts(
+    parts: &mut Parts,
+    names: &[String],
+    cap: u32,
+    post_search: bool,
+    body: Bytes,
+) -> Option<Bytes> {
+    if names.is_empty() {
+        return Some(body);
+    }
+    if let Some(query) = parts.uri.query().and_then(|q| cap_pairs(q, names, cap)) {
+        let pq = format!("{}?{query}", parts.uri.path());
+        let mut uri_parts = parts.uri.clone().into_parts();
+        uri_parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+        parts.uri = Uri::from_parts(uri_parts).ok()?;
+    }
+    let form = if post_search {
+        std::str::from_utf8(&body)
+            .ok()
+            .and_then(|f| cap_pairs(f, names, cap))
+    } else {
+        None
+    };
+    Some(match form {
+        Some(form) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(form.len()));
+            Bytes::from(form)
+        }
+        None => body,
+    })
+}
+
+/// `pairs` (`a=1&_count=900`) with the values of `names` above `cap` written as `cap`; `None`
+/// when nothing changed.
+fn cap_pairs(pairs: &str, names: &[String], cap: u32) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(pairs.len());
+    for (i, pair) in pairs.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let over = names.iter().any(|n| n == name)
+            && crate::sanitize::decode(value)
+                .is_ok_and(|v| v.len() > 9 || v.parse::<u32>().is_ok_and(|n| n > cap));
+        if over {
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&cap.to_string());
+            changed = true;
+        } else {
+            out.push_str(pair);
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Characters left as they are in an added query value; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -1297,6 +1384,53 @@ mod tests {
             append_query(&bare, &add[..1]).unwrap().to_string(),
             "/fhir/Observation?patient=Patient%2F355"
         );
+    }
+
+    #[test]
+    fn capped_counts_are_rewritten_in_the_raw_query() {
+        let names = vec!["_count".to_owned()];
+        assert_eq!(
+            cap_pairs("patient=355&_count=1000&code=x", &names, 500).as_deref(),
+            Some("patient=355&_count=500&code=x")
+        );
+        assert_eq!(
+            cap_pairs("_count=%31%30%30%30", &names, 500).as_deref(),
+            Some("_count=500")
+        );
+        assert_eq!(
+            cap_pairs("_count=99999999999999", &names, 500).as_deref(),
+            Some("_count=500")
+        );
+        // At or under the cap, or another parameter: nothing to rewrite.
+        assert_eq!(cap_pairs("_count=500&x_count=9000", &names, 500), None);
+        let mut parts = Request::get("/fhir/Observation?_count=900&patient=355")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let body = cap_counts(&mut parts, &names, 500, false, Bytes::new()).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(
+            parts.uri.to_string(),
+            "/fhir/Observation?_count=500&patient=355"
+        );
+        // A POST search's form too, with its length.
+        let mut post = Request::post("/fhir/Observation/_search")
+            .header(header::CONTENT_LENGTH, "25")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let form = cap_counts(
+            &mut post,
+            &names,
+            500,
+            true,
+            Bytes::from_static(b"patient=355&_count=100000"),
+        )
+        .unwrap();
+        assert_eq!(&form[..], b"patient=355&_count=500");
+        assert_eq!(post.headers[header::CONTENT_LENGTH], "22");
     }
 
     #[test]

@@ -149,12 +149,6 @@ pub enum SanitizeError {
         /// The parameter name.
         name: String,
     },
-    /// `_count` outside `0..=max`.
-    #[error("_count outside 0..={max}")]
-    CountOutOfRange {
-        /// The configured maximum.
-        max: u32,
-    },
     /// A single-valued parameter sent twice with different values (parameter pollution).
     #[error("contradicting duplicate parameter `{name}`")]
     ContradictingDuplicate {
@@ -203,7 +197,6 @@ impl SanitizeError {
             E::ChainNotSupported { .. } => "chain_not_supported",
             E::InvalidValue { .. } => "invalid_value",
             E::ValueTooLong { .. } => "value_too_long",
-            E::CountOutOfRange { .. } => "count_out_of_range",
             E::ContradictingDuplicate { .. } => "contradicting_duplicate",
             E::InvalidPrefer => "invalid_prefer",
         }

@@ -38,6 +38,8 @@
 //!   ([`InteractionCode`]): a write is [`SanitizeError::MethodNotAllowed`] before its body is
 //!   read, carrying the path's [`AllowedMethods`] for the `405`'s `Allow`. HEAD types as GET
 //!   wherever GET reads.
+//! - Where FHIR lets a server answer with less, it does rather than refuse: `_count` above the
+//!   maximum is capped to it.
 
 mod config;
 mod error;

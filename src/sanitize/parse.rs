@@ -780,6 +780,18 @@ impl Sanitizer {
             return Err(SanitizeError::invalid(base, def.ty));
         }
         let typed_values = ctx.parse_all(base, def, modifier, &values)?;
+        let mut values = values;
+        // A `_count` above the maximum was capped (a server may return fewer than asked): the
+        // request passed on says the capped number, so the handler pages by it.
+        if def.ty == ParamType::Count {
+            for (raw, typed) in values.iter_mut().zip(typed_values.iter()) {
+                if let TypedValue::Count(n) = typed {
+                    if raw.len() > 9 || raw.parse::<u32>().ok() != Some(*n) {
+                        *raw = n.to_string();
+                    }
+                }
+            }
+        }
         Ok((
             SearchParam {
                 name: base.to_owned(),
@@ -1662,6 +1674,34 @@ mod tests {
         assert_eq!(allow_of(g("/fhir?_id=1").unwrap_err()), "");
         assert!(g("/fhir/Patient/1/_history/1").is_ok());
         assert!(g("/fhir/Patient/_history").is_ok());
+    }
+
+    #[test]
+    fn count_above_the_maximum_is_capped() {
+        for (q, n) in [
+            ("_count=1000", 500),
+            ("_count=501", 500),
+            ("_count=500", 500),
+            ("_count=0", 0),
+            ("_count=0050", 50),
+            ("_count=99999999999999999999", 500),
+        ] {
+            let r = get(&format!("/fhir/Observation?patient=1&{q}")).unwrap();
+            assert_eq!(r.typed[1].values, vec![TypedValue::Count(n)], "{q}");
+            // The request passed on carries the capped number (or the one sent, if within).
+            let expected = if n == 500 { "500" } else { &q[7..] };
+            assert_eq!(r.request.params[1].values, vec![expected.to_owned()], "{q}");
+        }
+        let history = get("/fhir/Patient/1/_history?_count=600").unwrap();
+        assert_eq!(history.request.params[0].values, vec!["500".to_owned()]);
+        assert_eq!(
+            get("/fhir/Observation?_count=-1").unwrap_err().code(),
+            "invalid_value"
+        );
+        assert_eq!(
+            get("/fhir/Observation?_count=").unwrap_err().code(),
+            "invalid_value"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The demo's FHIR API as a strict reader of FHIR R4 and RFC 9110 sees it: every 405 carries
 //! `Allow`, HEAD is GET without the body, writes and history (which the demo does not offer)
-//! are 405.
+//! are 405, `_count` above the maximum is capped.
 
 use serde_json::Value;
 
-use super::flows::{bearer, client_assertion};
+use super::flows::{bearer, client_assertion, entries};
 use super::{Browser, Demo, demo, run};
 
 /// A backend-services token for `scope` (client_credentials with the demo's RS384 key).
@@ -104,6 +104,14 @@ fn the_fhir_api_on_the_wire() {
             .get_with(&format!("{fhir}/Patient/355/_history/1"), &h)
             .await;
         assert_eq!(vread.status, 200, "{}", vread.text());
+
+        // `_count` above the maximum: a page of what there is, not a 400.
+        let many = b.get_with(&format!("{fhir}/Patient?_count=1000"), &h).await;
+        assert_eq!(many.status, 200, "{}", many.text());
+        assert_eq!(entries(&many.json()).len(), 2);
+        let zero = b.get_with(&format!("{fhir}/Patient?_count=0"), &h).await;
+        assert_eq!(zero.status, 200, "{}", zero.text());
+        assert!(entries(&zero.json()).is_empty());
 
         // The CapabilityStatement offers no history.
         let meta = b.get(&format!("{fhir}/metadata")).await.json();

@@ -1,5 +1,6 @@
 //! What the guard says on the wire for the cases a strict reader of FHIR R4 and RFC 9110
-//! checks: `Allow` on every 405, HEAD as GET without the body and unsupported interactions.
+//! checks: `Allow` on every 405, HEAD as GET without the body, unsupported interactions and
+//! capped `_count`.
 
 use bytes::Bytes;
 use fhirguard::audit::{DenyReason, HttpMethod, Outcome};
@@ -187,4 +188,53 @@ async fn head_is_get_without_the_body() {
         assert_eq!(pair[1].record().outcome, pair[0].record().outcome);
         assert_eq!(pair[1].record().decision, pair[0].record().decision);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_above_the_maximum_is_capped_for_the_handler() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    let reply = s
+        .get("/fhir/Observation?patient=355&_count=100000", Some(&token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let seen = s.seen();
+    assert!(seen[0].uri.contains("_count=500"), "{}", seen[0].uri);
+    assert!(!seen[0].uri.contains("100000"), "{}", seen[0].uri);
+    let context = seen[0].context.as_ref().unwrap();
+    let count: Vec<_> = context.request.params_named("_count").collect();
+    assert_eq!(count.len(), 1);
+    assert_eq!(count[0].values, vec!["500".to_owned()]);
+    // Within the maximum, untouched; `_count=0` still answers an empty page.
+    let five = s
+        .get("/fhir/Observation?patient=355&_count=5", Some(&token))
+        .await;
+    assert_eq!(five.status, StatusCode::OK);
+    assert!(s.seen()[1].uri.contains("_count=5"));
+    let none = s
+        .get("/fhir/Observation?patient=355&_count=0", Some(&token))
+        .await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert!(none.body.get("entry").is_none(), "{:?}", none.body);
+    // A POST search's form is capped the same way.
+    let form = s
+        .send_body(
+            Method::POST,
+            "/fhir/Observation/_search",
+            Some(&token),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from_static(b"patient=355&_count=9999"),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{:?}", form.body);
+    let context = s.seen()[3].context.clone().unwrap();
+    assert_eq!(
+        context
+            .request
+            .params_named("_count")
+            .next()
+            .unwrap()
+            .values,
+        vec!["500".to_owned()]
+    );
 }

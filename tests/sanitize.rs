@@ -230,6 +230,7 @@ fn hostile_corpus_covers_every_error_kind_family() {
         "unknown_parameter",
         "invalid_modifier",
         "invalid_value",
+        "unsupported_parameter",
         "contradicting_duplicate",
         "chain_not_supported",
         "parameters_not_allowed",

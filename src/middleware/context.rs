@@ -116,6 +116,11 @@ impl GuardRejection {
             GuardRejection::Token(_) | GuardRejection::GrantlessToken => {
                 PublicProblem::Unauthorized
             }
+            // A parameter enforcement cannot make safe is one the API does not support
+            // (FHIR: 400 under strict handling), whoever asks: not a permission matter.
+            GuardRejection::Denied(DenyReason::UnsupportedParameter { .. }) => {
+                PublicProblem::NotSupported
+            }
             GuardRejection::Denied(r) | GuardRejection::ResponseDenied(r) => {
                 if r.depends_on_data() {
                     match concealment {
@@ -218,5 +223,28 @@ pub(crate) fn audit_deny_reason(reason: &DenyReason) -> AuditDenyReason {
         DenyReason::UnsupportedParameter { .. } => AuditDenyReason::UnsupportedParameter,
         DenyReason::Incomplete | DenyReason::BatchNeedsEntries => AuditDenyReason::MalformedRequest,
         _ => AuditDenyReason::InsufficientScope,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_parameters_are_400_not_supported() {
+        let denied = GuardRejection::Denied(DenyReason::UnsupportedParameter {
+            name: "_contained".into(),
+        });
+        for concealment in [Concealment::NotFound, Concealment::Forbidden] {
+            assert_eq!(denied.problem(concealment), PublicProblem::NotSupported);
+        }
+        assert_eq!(
+            denied.status(Concealment::NotFound),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            denied.audit_outcome(),
+            Outcome::Denied(AuditDenyReason::UnsupportedParameter)
+        );
     }
 }

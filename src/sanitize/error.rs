@@ -149,6 +149,14 @@ pub enum SanitizeError {
         /// The parameter name.
         name: String,
     },
+    /// A known parameter the API does not support (`_summary` other than `false`,
+    /// `_elements`): `400` with `not-supported`. Never stripped under lenient handling, since
+    /// a handler reading the raw query would still apply it.
+    #[error("parameter `{name}` is not supported")]
+    UnsupportedParameter {
+        /// The parameter name.
+        name: String,
+    },
     /// A single-valued parameter sent twice with different values (parameter pollution).
     #[error("contradicting duplicate parameter `{name}`")]
     ContradictingDuplicate {
@@ -197,6 +205,7 @@ impl SanitizeError {
             E::ChainNotSupported { .. } => "chain_not_supported",
             E::InvalidValue { .. } => "invalid_value",
             E::ValueTooLong { .. } => "value_too_long",
+            E::UnsupportedParameter { .. } => "unsupported_parameter",
             E::ContradictingDuplicate { .. } => "contradicting_duplicate",
             E::InvalidPrefer => "invalid_prefer",
         }
@@ -213,7 +222,7 @@ impl SanitizeError {
             E::UnsupportedMediaType => PublicProblem::UnsupportedMediaType,
             E::MethodNotAllowed { .. } => PublicProblem::MethodNotAllowed,
             E::NotUnderBase | E::UnknownResourceType | E::UnknownRoute => PublicProblem::NotFound,
-            E::UnknownOperation => PublicProblem::NotSupported,
+            E::UnknownOperation | E::UnsupportedParameter { .. } => PublicProblem::NotSupported,
             E::UnsupportedFormat => PublicProblem::NotAcceptable,
             _ => PublicProblem::BadRequest,
         }

@@ -39,7 +39,8 @@
 //!   read, carrying the path's [`AllowedMethods`] for the `405`'s `Allow`. HEAD types as GET
 //!   wherever GET reads.
 //! - Where FHIR lets a server answer with less, it does rather than refuse: `_count` above the
-//!   maximum is capped to it.
+//!   maximum is capped to it. What it cannot check, it refuses as not supported (`_summary`
+//!   other than `false`, `_elements`).
 
 mod config;
 mod error;

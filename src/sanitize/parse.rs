@@ -781,16 +781,36 @@ impl Sanitizer {
         }
         let typed_values = ctx.parse_all(base, def, modifier, &values)?;
         let mut values = values;
-        // A `_count` above the maximum was capped (a server may return fewer than asked): the
-        // request passed on says the capped number, so the handler pages by it.
-        if def.ty == ParamType::Count {
-            for (raw, typed) in values.iter_mut().zip(typed_values.iter()) {
-                if let TypedValue::Count(n) = typed {
-                    if raw.len() > 9 || raw.parse::<u32>().ok() != Some(*n) {
-                        *raw = n.to_string();
+        match def.ty {
+            // A summary or element subset is a view the guard cannot check against a grant
+            // (it drops the elements classification and the compartment check read), so the
+            // API does not offer one; `_summary=false` asks for the whole resource and passes.
+            ParamType::Summary
+                if typed_values
+                    .iter()
+                    .any(|v| !matches!(v, TypedValue::Summary(m) if m.as_str() == "false")) =>
+            {
+                return Err(SanitizeError::UnsupportedParameter {
+                    name: safe_name(base),
+                });
+            }
+            ParamType::Elements => {
+                return Err(SanitizeError::UnsupportedParameter {
+                    name: safe_name(base),
+                });
+            }
+            // A `_count` above the maximum was capped (a server may return fewer than asked):
+            // the request passed on says the capped number, so the handler pages by it.
+            ParamType::Count => {
+                for (raw, typed) in values.iter_mut().zip(typed_values.iter()) {
+                    if let TypedValue::Count(n) = typed {
+                        if raw.len() > 9 || raw.parse::<u32>().ok() != Some(*n) {
+                            *raw = n.to_string();
+                        }
                     }
                 }
             }
+            _ => {}
         }
         Ok((
             SearchParam {
@@ -1700,6 +1720,42 @@ mod tests {
         );
         assert_eq!(
             get("/fhir/Observation?_count=").unwrap_err().code(),
+            "invalid_value"
+        );
+    }
+
+    #[test]
+    fn summary_and_elements_are_not_supported_except_summary_false() {
+        for target in [
+            "/fhir/Patient?_summary=true",
+            "/fhir/Patient?_summary=count",
+            "/fhir/Patient?_summary=text",
+            "/fhir/Patient?_summary=data",
+            "/fhir/Patient?_elements=id",
+            "/fhir/Patient/1?_summary=true",
+            "/fhir/Patient/1?_elements=name,gender",
+        ] {
+            let e = get(target).unwrap_err();
+            assert_eq!(e.code(), "unsupported_parameter", "{target}");
+            assert_eq!(e.public(), crate::fhir::PublicProblem::NotSupported);
+            assert_eq!(e.public().issue_type(), "not-supported");
+            // Not stripped under lenient handling either.
+            let mut lenient = HeaderMap::new();
+            lenient.insert("prefer", http::HeaderValue::from_static("handling=lenient"));
+            assert_eq!(
+                s().parse_parts(&Method::GET, target, &lenient, b"")
+                    .unwrap_err()
+                    .code(),
+                "unsupported_parameter",
+                "{target}"
+            );
+        }
+        let full = get("/fhir/Patient/1?_summary=false").unwrap();
+        assert_eq!(full.request.params[0].values, vec!["false".to_owned()]);
+        assert!(get("/fhir/Patient?_summary=false").is_ok());
+        // A malformed value is still a bad value, not an unsupported parameter.
+        assert_eq!(
+            get("/fhir/Patient?_summary=yes").unwrap_err().code(),
             "invalid_value"
         );
     }

@@ -1,6 +1,7 @@
 //! The demo's FHIR API as a strict reader of FHIR R4 and RFC 9110 sees it: every 405 carries
 //! `Allow`, HEAD is GET without the body, writes and history (which the demo does not offer)
-//! are 405, `_count` above the maximum is capped.
+//! are 405, `_count` above the maximum is capped, `_summary`/`_elements` are 400
+//! `not-supported`.
 
 use serde_json::Value;
 
@@ -113,8 +114,29 @@ fn the_fhir_api_on_the_wire() {
         assert_eq!(zero.status, 200, "{}", zero.text());
         assert!(entries(&zero.json()).is_empty());
 
-        // The CapabilityStatement offers no history.
+        // `_summary`/`_elements`: 400 not-supported (strict), `_summary=false` the whole thing.
+        for q in [
+            "Patient?_summary=true",
+            "Patient?_summary=count",
+            "Patient?_elements=id",
+            "Patient/355?_summary=true",
+            "Patient/355?_elements=name",
+        ] {
+            let reply = b.get_with(&format!("{fhir}/{q}"), &h).await;
+            assert_eq!(reply.status, 400, "{q}: {}", reply.text());
+            assert_eq!(issue_code(&reply.json()), "not-supported", "{q}");
+        }
+        let full = b
+            .get_with(&format!("{fhir}/Patient/355?_summary=false"), &h)
+            .await;
+        let plain = b.get_with(&format!("{fhir}/Patient/355"), &h).await;
+        assert_eq!(full.status, 200, "{}", full.text());
+        assert_eq!(full.body, plain.body);
+
+        // The CapabilityStatement offers neither `_summary`/`_elements` nor history.
         let meta = b.get(&format!("{fhir}/metadata")).await.json();
+        let text = meta.to_string();
+        assert!(!text.contains("_summary") && !text.contains("_elements"));
         for r in meta["rest"][0]["resource"].as_array().unwrap() {
             let codes: Vec<&str> = r["interaction"]
                 .as_array()

@@ -1,6 +1,6 @@
 //! What the guard says on the wire for the cases a strict reader of FHIR R4 and RFC 9110
-//! checks: `Allow` on every 405, HEAD as GET without the body, unsupported interactions and
-//! capped `_count`.
+//! checks: `Allow` on every 405, HEAD as GET without the body, unsupported interactions,
+//! capped `_count`, and `_summary`/`_elements`.
 
 use bytes::Bytes;
 use fhirguard::audit::{DenyReason, HttpMethod, Outcome};
@@ -237,4 +237,47 @@ async fn count_above_the_maximum_is_capped_for_the_handler() {
             .values,
         vec!["500".to_owned()]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_and_elements_are_400_not_supported() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    for path in [
+        "/fhir/Observation?patient=355&_summary=true".to_owned(),
+        "/fhir/Observation?patient=355&_summary=count".to_owned(),
+        "/fhir/Observation?patient=355&_elements=code".to_owned(),
+        format!("/fhir/Observation/{VITAL_355}?_summary=true"),
+        format!("/fhir/Observation/{VITAL_355}?_elements=status"),
+    ] {
+        for prefer in [None, Some("handling=lenient")] {
+            let extra: Vec<(&str, &str)> = prefer.iter().map(|p| ("prefer", *p)).collect();
+            let reply = s.send(Method::GET, &path, Some(&token), &extra).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(reply.body["issue"][0]["code"], "not-supported", "{path}");
+            assert!(reply.headers.get(header::WWW_AUTHENTICATE).is_none());
+        }
+    }
+    assert!(s.seen().is_empty());
+    assert!(
+        s.records()
+            .iter()
+            .all(|r| r.record().outcome == Outcome::Denied(DenyReason::UnsupportedParameter))
+    );
+    // `_summary=false` asks for the whole resource: served as without it.
+    let full = s
+        .get(
+            &format!("/fhir/Observation/{VITAL_355}?_summary=false"),
+            Some(&token),
+        )
+        .await;
+    let plain = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_eq!(full.raw, plain.raw);
+    let search = s
+        .get("/fhir/Observation?patient=355&_summary=false", Some(&token))
+        .await;
+    assert_eq!(search.status, StatusCode::OK);
 }

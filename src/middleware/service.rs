@@ -947,6 +947,17 @@ impl Shared {
                     headers.insert(header::ALLOW, allow.header_value());
                 }
             }
+            // RFC 6750 §3.1. Without `scope=`: what would be enough depends on the grant's
+            // categories and granular constraints, which one scope string cannot say. A
+            // concealed refusal (404, or 403 under `Concealment::Forbidden`) never gets here
+            // (`insufficient_scope` excludes them): it must stay byte-identical to a missing
+            // resource.
+            r if r.insufficient_scope() && problem == PublicProblem::Forbidden => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="fhir", error="insufficient_scope""#),
+                );
+            }
             GuardRejection::MethodNotAllowed => {
                 // Only public paths (`/metadata`, discovery) answer this: they are read-only.
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

@@ -1,7 +1,7 @@
-//! The demo's FHIR API as a strict reader of FHIR R4 and RFC 9110 sees it: every 405 carries
-//! `Allow`, HEAD is GET without the body, writes and history (which the demo does not offer)
-//! are 405, `_count` above the maximum is capped, `_summary`/`_elements` are 400
-//! `not-supported`.
+//! The demo's FHIR API as a strict reader of FHIR R4, RFC 6750 and RFC 9110 sees it: scope
+//! denials challenge with `insufficient_scope`, every 405 carries `Allow`, HEAD is GET without
+//! the body, writes and history (which the demo does not offer) are 405, `_count` above the
+//! maximum is capped, `_summary`/`_elements` are 400 `not-supported`.
 
 use serde_json::Value;
 
@@ -42,6 +42,14 @@ fn the_fhir_api_on_the_wire() {
         let fhir = d.fhir();
         let auth = backend_token(d, &mut b, "system/Patient.rs").await;
         let h = [("authorization", auth.as_str())];
+
+        // RFC 6750 §3.1: a valid token without the scope → 403 insufficient_scope.
+        let obs = b.get_with(&format!("{fhir}/Observation"), &h).await;
+        assert_eq!(obs.status, 403, "{}", obs.text());
+        assert_eq!(
+            obs.header("www-authenticate").as_deref(),
+            Some(r#"Bearer realm="fhir", error="insufficient_scope""#)
+        );
 
         // HEAD: GET's status and headers, the GET body's length, no body.
         for path in [

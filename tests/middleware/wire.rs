@@ -1,14 +1,17 @@
-//! What the guard says on the wire for the cases a strict reader of FHIR R4 and RFC 9110
-//! checks: `Allow` on every 405, HEAD as GET without the body, unsupported interactions,
-//! capped `_count`, and `_summary`/`_elements`.
+//! What the guard says on the wire for the cases a strict reader of FHIR R4, RFC 6750 and
+//! RFC 9110 checks: `insufficient_scope` challenges, `Allow` on every 405, HEAD as GET without
+//! the body, unsupported interactions, capped `_count`, and `_summary`/`_elements`.
 
 use bytes::Bytes;
 use fhirguard::audit::{DenyReason, HttpMethod, Outcome};
+use fhirguard::enforce::{Concealment, EnforceConfig};
 use fhirguard::middleware::CorsPolicy;
 use fhirguard::sanitize::{InteractionCode, SanitizerConfig};
 use http::{HeaderMap, Method, StatusCode, header};
 
 use super::support::*;
+
+const INSUFFICIENT_SCOPE: &str = r#"Bearer realm="fhir", error="insufficient_scope""#;
 
 /// The headers of a reply without the ones that differ between any two answers.
 fn stable(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -19,6 +22,74 @@ fn stable(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_denials_challenge_with_insufficient_scope() {
+    let s = TestServer::start(Options::default()).await;
+    let token = s.token();
+    // A type no scope names, another patient, a system-level search: 403 and the challenge.
+    for path in [
+        "/fhir/Procedure?patient=355",
+        "/fhir/Patient/85",
+        "/fhir/Observation?patient=85",
+        "/fhir?_lastUpdated=gt2020",
+    ] {
+        let reply = s.get(path, Some(&token)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(
+            reply.headers[header::WWW_AUTHENTICATE],
+            INSUFFICIENT_SCOPE,
+            "{path}"
+        );
+        assert_eq!(reply.body["issue"][0]["code"], "forbidden");
+    }
+    // A hidden resource (a lab result the patient did not approve) looks exactly like a
+    // missing one: 404, no challenge, the same bytes and headers.
+    let lab = s
+        .get(&format!("/fhir/Observation/{LAB_355}"), Some(&token))
+        .await;
+    let missing = s
+        .get("/fhir/Observation/does-not-exist", Some(&token))
+        .await;
+    assert_eq!(lab.status, StatusCode::NOT_FOUND);
+    assert!(lab.headers.get(header::WWW_AUTHENTICATE).is_none());
+    assert_eq!(lab.raw, missing.raw);
+    assert_eq!(stable(&lab.headers), stable(&missing.headers));
+    // A token problem is still 401 invalid_token, not a scope matter.
+    let bad = s.get("/fhir/Patient/355", Some("not-a-jwt")).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        bad.headers[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="fhir", error="invalid_token""#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concealed_403s_carry_no_challenge() {
+    let s = TestServer::start(Options {
+        enforce: EnforceConfig {
+            concealment: Concealment::Forbidden,
+            ..EnforceConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let token = s.token();
+    let lab = s
+        .get(&format!("/fhir/Observation/{LAB_355}"), Some(&token))
+        .await;
+    let missing = s
+        .get("/fhir/Observation/does-not-exist", Some(&token))
+        .await;
+    assert_eq!(lab.status, StatusCode::FORBIDDEN);
+    assert!(lab.headers.get(header::WWW_AUTHENTICATE).is_none());
+    assert_eq!(lab.raw, missing.raw);
+    assert_eq!(stable(&lab.headers), stable(&missing.headers));
+    // A scope denial under the same concealment still says why it can be fixed.
+    let proc = s.get("/fhir/Procedure?patient=355", Some(&token)).await;
+    assert_eq!(proc.status, StatusCode::FORBIDDEN);
+    assert_eq!(proc.headers[header::WWW_AUTHENTICATE], INSUFFICIENT_SCOPE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +130,7 @@ async fn every_405_lists_what_the_path_allows() {
 }
 
 /// A host that enables writes gets them through the sanitizer; the scopes (read-only here)
-/// then decide.
+/// then decide, with the challenge a scope denial carries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enabled_writes_reach_enforcement() {
     let s = TestServer::start(Options {
@@ -82,6 +153,7 @@ async fn enabled_writes_reach_enforcement() {
         )
         .await;
     assert_eq!(put.status, StatusCode::FORBIDDEN);
+    assert_eq!(put.headers[header::WWW_AUTHENTICATE], INSUFFICIENT_SCOPE);
     let delete = s
         .send(Method::DELETE, "/fhir/Observation/x", Some(&token), &[])
         .await;
@@ -155,7 +227,7 @@ async fn head_is_get_without_the_body() {
         // Hidden and missing: the same 404 as GET.
         (format!("/fhir/Observation/{LAB_355}"), Some(&token)),
         ("/fhir/Observation/does-not-exist".to_owned(), Some(&token)),
-        // Refused: the same 403, the same 401.
+        // Refused: the same 403 and challenge, the same 401.
         ("/fhir/Patient/85".to_owned(), Some(&token)),
         ("/fhir/Patient/355".to_owned(), None),
         ("/fhir/metadata".to_owned(), None),

@@ -5,9 +5,10 @@
 //! It loads transaction Bundles (resolving `urn:uuid:` references to `Type/id`), and answers
 //! read, vread, type searches with the US Core search parameters (token, reference, date and
 //! string matching, `_id`, `_lastUpdated`, `_include`, `_revinclude`, `_count`, paging with
-//! `_offset`, `_summary=count`), Patient-compartment searches and `Patient/$everything`. It
-//! knows nothing about scopes or consent: fhirguard's middleware narrows the request before it
-//! gets here and filters what comes back.
+//! `_offset`, `_summary=count`), Patient-compartment searches and `Patient/$everything` (the
+//! guard refuses `_summary` other than `false` before a request gets here). It knows nothing
+//! about scopes or consent: fhirguard's middleware narrows the request before it gets here and
+//! filters what comes back.
 
 #![allow(dead_code)]
 

@@ -2,7 +2,7 @@
 //! typed result or a typed error, never a panic.
 #![no_main]
 
-use fhirguard::sanitize::{Sanitizer, SanitizerConfig};
+use fhirguard::sanitize::{InteractionCode, Sanitizer, SanitizerConfig};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -17,8 +17,16 @@ const METHODS: [http::Method; 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
+    // Every write enabled, so that their bodies are parsed too (the default refuses them
+    // before the body).
     let Some(s) = SANITIZER
-        .get_or_init(|| Sanitizer::new(SanitizerConfig::us_core("/fhir")).ok())
+        .get_or_init(|| {
+            let config = InteractionCode::WRITES.into_iter().fold(
+                SanitizerConfig::us_core("/fhir"),
+                SanitizerConfig::allow_interaction,
+            );
+            Sanitizer::new(config).ok()
+        })
         .as_ref()
     else {
         return;

@@ -58,6 +58,20 @@ const UNSUPPORTED_PARAMS: &[&str] = &[
     "_containedType",
 ];
 
+/// Refuses a control parameter enforcement cannot make safe: [`UNSUPPORTED_PARAMS`], and
+/// `_summary` other than `false` (which asks for the whole resource).
+fn check_supported(p: &SearchParam) -> Result<(), DenyReason> {
+    let name = p.name.as_str();
+    if UNSUPPORTED_PARAMS.contains(&name)
+        || (name == "_summary" && p.values.iter().any(|v| v != "false"))
+    {
+        return Err(DenyReason::UnsupportedParameter {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Reference search parameters whose chain target type is unambiguous.
 const CHAIN_TARGETS: &[(&str, &str)] = &[
     ("patient", "Patient"),
@@ -590,6 +604,9 @@ impl<'r> Enforcer<'r> {
                 if compartment && ty == "Patient" && !self.is_patient_id(id) {
                     return Err(DenyReason::OtherPatient);
                 }
+                // A read's only parameters subset the resource, which the response check
+                // could then not classify: refused here as on a search.
+                request.params.iter().try_for_each(check_supported)?;
                 Ok(Decision::Allow {
                     response: ResponseCheck::Resource,
                 })
@@ -894,16 +911,7 @@ impl<'r> Enforcer<'r> {
     fn check_params(&self, request: &FhirRequest, compartment: bool) -> Result<(), DenyReason> {
         for p in &request.params {
             let name = p.name.as_str();
-            if UNSUPPORTED_PARAMS.contains(&name) {
-                return Err(DenyReason::UnsupportedParameter {
-                    name: name.to_owned(),
-                });
-            }
-            if name == "_summary" && p.values.iter().any(|v| v != "false") {
-                return Err(DenyReason::UnsupportedParameter {
-                    name: name.to_owned(),
-                });
-            }
+            check_supported(p)?;
             if let Some(rest) = name.strip_prefix("_has") {
                 // `_has:Type:ref:param`; the sanitizer may also keep `Type:ref:param` in the
                 // modifier.

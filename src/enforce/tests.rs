@@ -203,6 +203,23 @@ fn probing_parameters_are_refused() {
         ))
         .is_none()
     );
+    // Reads too: a subset of the resource could not be classified by the response check.
+    let read = |params: &[(&str, Option<&str>, &str)]| {
+        let mut r = search("Observation", params);
+        r.interaction = Interaction::Read;
+        r.id = Some("v1".into());
+        deny(&r)
+    };
+    assert!(matches!(
+        read(&[("_summary", None, "true")]),
+        Some(DenyReason::UnsupportedParameter { .. })
+    ));
+    assert!(matches!(
+        read(&[("_elements", None, "code")]),
+        Some(DenyReason::UnsupportedParameter { .. })
+    ));
+    assert!(read(&[("_summary", None, "false")]).is_none());
+    assert!(read(&[]).is_none());
     // Without demographics, a chain into Patient is refused.
     let e2 = Enforcer::new(
         &reg,

@@ -9,7 +9,7 @@
 //! OAuth endpoints answer with RFC 6749 error JSON instead; that mapping lives in the token
 //! module and is not duplicated here.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::sanitize::headers::{ResponseKind, SecurityHeaders};
@@ -155,6 +155,11 @@ pub trait PublicError: std::error::Error {
     fn component(&self) -> &'static str;
     /// A stable machine-readable reason (`"unknown_parameter"`), for the audit record.
     fn reason_code(&self) -> &'static str;
+    /// Headers the problem's status requires (the `Allow` of a `405`, RFC 9110 §15.5.6).
+    /// They say what the server accepts, never why the request failed. Default: none.
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        let _ = headers;
+    }
 }
 
 impl PublicError for crate::sanitize::SanitizeError {
@@ -166,6 +171,11 @@ impl PublicError for crate::sanitize::SanitizeError {
     }
     fn reason_code(&self) -> &'static str {
         self.code()
+    }
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        if let Some(allow) = self.allowed_methods() {
+            headers.insert(header::ALLOW, allow.header_value());
+        }
     }
 }
 
@@ -184,11 +194,13 @@ pub struct RejectionReason {
 }
 
 /// Builds the wire response for `err`: a generic `OperationOutcome` (`application/fhir+json`)
-/// with the problem's status and security headers (`no-store`), and a [`RejectionReason`] in
-/// the extensions.
+/// with the problem's status, the headers that status requires
+/// ([`PublicError::response_headers`]) and security headers (`no-store`), and a
+/// [`RejectionReason`] in the extensions.
 pub fn error_response<E: PublicError + ?Sized>(err: &E) -> Response<Vec<u8>> {
     let public = err.public();
     let mut response = problem_response(public);
+    err.response_headers(response.headers_mut());
     response.extensions_mut().insert(RejectionReason {
         component: err.component(),
         code: err.reason_code(),
@@ -328,5 +340,19 @@ mod tests {
         let reason = resp.extensions().get::<RejectionReason>().unwrap();
         assert_eq!(reason.code, "unknown_parameter");
         assert!(reason.detail.contains("secretname"));
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        use crate::sanitize::{AllowedMethods, SanitizeError};
+        let err = SanitizeError::MethodNotAllowed {
+            allow: AllowedMethods::GET_HEAD | AllowedMethods::POST,
+        };
+        let resp = error_response(&err);
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[header::ALLOW], "GET, HEAD, POST");
+        // Other problems carry no `Allow`.
+        let other = error_response(&SanitizeError::InvalidId);
+        assert!(other.headers().get(header::ALLOW).is_none());
     }
 }

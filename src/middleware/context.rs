@@ -116,6 +116,11 @@ impl GuardRejection {
             GuardRejection::Token(_) | GuardRejection::GrantlessToken => {
                 PublicProblem::Unauthorized
             }
+            // A parameter enforcement cannot make safe is one the API does not support
+            // (FHIR: 400 under strict handling), whoever asks: not a permission matter.
+            GuardRejection::Denied(DenyReason::UnsupportedParameter { .. }) => {
+                PublicProblem::NotSupported
+            }
             GuardRejection::Denied(r) | GuardRejection::ResponseDenied(r) => {
                 if r.depends_on_data() {
                     match concealment {
@@ -137,6 +142,30 @@ impl GuardRejection {
             | GuardRejection::AuditFailed => PublicProblem::Internal,
             GuardRejection::MethodNotAllowed => PublicProblem::MethodNotAllowed,
             GuardRejection::OriginNotAllowed => PublicProblem::Forbidden,
+        }
+    }
+
+    /// Whether the refusal is RFC 6750's `insufficient_scope` (§3.1): the token is valid, and
+    /// another token could be allowed this request (a scope naming the type or a wildcard, a
+    /// grant of the categories `_has` or a chain looks into, the patient in context). The
+    /// guard then answers `403` with `WWW-Authenticate: Bearer realm="fhir",
+    /// error="insufficient_scope"`.
+    ///
+    /// Never for a refusal that depends on stored data (a resource outside the compartment or
+    /// the grant): those must look exactly like a missing resource, which carries no
+    /// challenge, under either [`Concealment`].
+    pub fn insufficient_scope(&self) -> bool {
+        match self {
+            GuardRejection::Denied(reason) => matches!(
+                reason,
+                DenyReason::NoCoveringScope { .. }
+                    | DenyReason::NoPatientContext
+                    | DenyReason::OtherPatient
+                    | DenyReason::SystemLevel
+                    | DenyReason::ReverseChain { .. }
+                    | DenyReason::Chain { .. }
+            ),
+            _ => false,
         }
     }
 
@@ -218,5 +247,80 @@ pub(crate) fn audit_deny_reason(reason: &DenyReason) -> AuditDenyReason {
         DenyReason::UnsupportedParameter { .. } => AuditDenyReason::UnsupportedParameter,
         DenyReason::Incomplete | DenyReason::BatchNeedsEntries => AuditDenyReason::MalformedRequest,
         _ => AuditDenyReason::InsufficientScope,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request-level denial another token could pass is `insufficient_scope`; no
+    /// denial that depends on stored data is, whatever the concealment.
+    #[test]
+    fn insufficient_scope_is_never_a_concealed_denial() {
+        let request_level = [
+            DenyReason::NoCoveringScope {
+                resource_type: "Observation".into(),
+                letters: "rs",
+            },
+            DenyReason::NoPatientContext,
+            DenyReason::OtherPatient,
+            DenyReason::SystemLevel,
+            DenyReason::ReverseChain {
+                resource_type: "Observation".into(),
+            },
+            DenyReason::Chain {
+                name: "subject.name".into(),
+            },
+        ];
+        for reason in request_level {
+            let denied = GuardRejection::Denied(reason.clone());
+            assert!(denied.insufficient_scope(), "{reason:?}");
+            assert!(!reason.depends_on_data(), "{reason:?}");
+            for concealment in [Concealment::NotFound, Concealment::Forbidden] {
+                assert_eq!(denied.problem(concealment), PublicProblem::Forbidden);
+            }
+            // The same reason about a returned resource is never a challenge.
+            assert!(!GuardRejection::ResponseDenied(reason).insufficient_scope());
+        }
+        for reason in [
+            DenyReason::OutsideCompartment,
+            DenyReason::CategoryNotGranted,
+            DenyReason::ScopeConstraintNotMet,
+            DenyReason::Unclassifiable,
+            DenyReason::TypeMismatch,
+            DenyReason::ReadOnlyDeployment,
+            DenyReason::OperationNotPermitted {
+                name: "export".into(),
+            },
+            DenyReason::UnsupportedParameter {
+                name: "_filter".into(),
+            },
+        ] {
+            assert!(
+                !GuardRejection::Denied(reason.clone()).insufficient_scope(),
+                "{reason:?}"
+            );
+        }
+        assert!(!GuardRejection::GrantlessToken.insufficient_scope());
+        assert!(!GuardRejection::OriginNotAllowed.insufficient_scope());
+    }
+
+    #[test]
+    fn unsupported_parameters_are_400_not_supported() {
+        let denied = GuardRejection::Denied(DenyReason::UnsupportedParameter {
+            name: "_contained".into(),
+        });
+        for concealment in [Concealment::NotFound, Concealment::Forbidden] {
+            assert_eq!(denied.problem(concealment), PublicProblem::NotSupported);
+        }
+        assert_eq!(
+            denied.status(Concealment::NotFound),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            denied.audit_outcome(),
+            Outcome::Denied(AuditDenyReason::UnsupportedParameter)
+        );
     }
 }

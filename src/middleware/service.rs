@@ -37,9 +37,9 @@ use crate::audit::{
 };
 use crate::consent::{ActiveGrant, GrantStatus};
 use crate::enforce::{Decision, DenyReason, Enforcer, ResponseCheck};
-use crate::fhir::{FhirRequest, PublicProblem, SearchParam, problem_response};
+use crate::fhir::{FhirRequest, Interaction, PublicProblem, SearchParam, problem_response};
 use crate::ids::{CategoryId, ClientId, GrantId, PatientId};
-use crate::sanitize::ResponseKind;
+use crate::sanitize::{ParamType, ResponseKind, TypedParam, TypedValue};
 use crate::token::{TokenRejection, ValidatedToken};
 
 /// The body of every response the guard returns: it reads the handler's response whole (to
@@ -101,6 +101,9 @@ pub(crate) struct Shared {
     counter: AtomicU64,
     /// The length of the last body the guard serialised: where the next one's buffer starts.
     last_body_len: AtomicUsize,
+    /// What a preflight for the API may allow: the methods of the interactions the sanitizer
+    /// supports (no `PUT` on a read-only API).
+    api_methods: Vec<Method>,
 }
 
 impl Shared {
@@ -112,7 +115,9 @@ impl Shared {
                 // Uniqueness, not secrecy, is what a correlation id needs.
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
+        let api_methods = config.sanitizer.config().methods().iter().collect();
         Self {
+            api_methods,
             scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
             semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             config,
@@ -284,8 +289,17 @@ where
         // The instance that was polled ready serves this request; the clone stays for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let head = req.method() == Method::HEAD;
+        let answer = run(Arc::clone(&self.shared), inner, req);
         ResponseFuture {
-            inner: Box::pin(run(Arc::clone(&self.shared), inner, req)),
+            inner: Box::pin(async move {
+                let response = answer.await?;
+                Ok(if head {
+                    without_body(response)
+                } else {
+                    response
+                })
+            }),
         }
     }
 }
@@ -418,6 +432,13 @@ where
             Ok(s) => s,
             Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
         };
+    let max_count = config.sanitizer.config().limits.max_count;
+    let capped = counts_at(&sanitized.request, &sanitized.typed, max_count);
+    let post_search = parts.method == Method::POST
+        && matches!(
+            sanitized.request.interaction,
+            Interaction::SearchType | Interaction::SearchSystem
+        );
     let request = sanitized.request;
 
     // 2–3. Token and grant.
@@ -459,6 +480,12 @@ where
     // The handler's Bundle links repeat the narrowing; it is taken out of them again.
     let link_narrowing = narrowing.clone();
     let mut parts = parts;
+    // The sanitizer capped a `_count` above the maximum in the typed request; the raw query
+    // (and a POST search's form) the handler may read must say the same.
+    let bytes = match cap_counts(&mut parts, &capped, max_count, post_search, bytes) {
+        Some(bytes) => bytes,
+        None => return Ok(shared.reject(trail, GuardRejection::NarrowingFailed)),
+    };
     if !narrowing.is_empty() {
         match append_query(&parts.uri, &narrowing) {
             Some(uri) => parts.uri = uri,
@@ -478,6 +505,7 @@ where
     });
 
     // 5. The host's handler.
+    head_as_get(&mut parts);
     let mut inner = inner;
     let response = inner
         .call(Request::from_parts(parts, Full::new(bytes)))
@@ -614,7 +642,7 @@ async fn serve_public<S, RB>(
     shared: &Shared,
     mut trail: Trail,
     mut inner: S,
-    parts: Parts,
+    mut parts: Parts,
     bytes: Bytes,
 ) -> Result<Response<GuardBody>, S::Error>
 where
@@ -649,6 +677,7 @@ where
             ));
         }
     }
+    head_as_get(&mut parts);
     let response = inner
         .call(Request::from_parts(parts, Full::new(bytes)))
         .await?;
@@ -950,6 +979,23 @@ impl Shared {
             GuardRejection::Token(t) => {
                 headers.insert(header::WWW_AUTHENTICATE, t.www_authenticate());
             }
+            GuardRejection::Sanitize(e) => {
+                // RFC 9110 §15.5.6: a 405 lists what the path accepts.
+                if let Some(allow) = e.allowed_methods() {
+                    headers.insert(header::ALLOW, allow.header_value());
+                }
+            }
+            // RFC 6750 §3.1. Without `scope=`: what would be enough depends on the grant's
+            // categories and granular constraints, which one scope string cannot say. A
+            // concealed refusal (404, or 403 under `Concealment::Forbidden`) never gets here
+            // (`insufficient_scope` excludes them): it must stay byte-identical to a missing
+            // resource.
+            r if r.insufficient_scope() && problem == PublicProblem::Forbidden => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="fhir", error="insufficient_scope""#),
+                );
+            }
             GuardRejection::MethodNotAllowed => {
                 // Only public paths (`/metadata`, discovery) answer this: they are read-only.
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -982,7 +1028,7 @@ impl Shared {
     fn preflight(&self, mut trail: Trail, parts: &Parts) -> Response<GuardBody> {
         let methods: &[Method] = match trail.cors {
             CorsClass::Public => &[Method::GET, Method::HEAD],
-            CorsClass::Registered => &[Method::GET, Method::HEAD, Method::POST],
+            CorsClass::Registered => &self.api_methods,
         };
         let answer =
             self.config.cors.as_ref().and_then(|cors| {
@@ -1152,6 +1198,108 @@ where
         BodyReadError::TooLarge => GuardRejection::BodyTooLarge,
         BodyReadError::Unreadable => GuardRejection::BodyUnreadable,
     })
+}
+
+/// The handler answers HEAD as GET: the guard needs the body to check it (a hidden resource
+/// must answer HEAD exactly as GET does, 404 and all), and a router's HEAD route may drop the
+/// body before the guard sees it (axum's `get` routes do). The audit record keeps HEAD, and
+/// [`without_body`] drops the body on the way out.
+fn head_as_get(parts: &mut Parts) {
+    if parts.method == Method::HEAD {
+        parts.method = Method::GET;
+    }
+}
+
+/// A HEAD answer: the GET's status and headers, with `Content-Length` the length of the body
+/// a GET would have received (RFC 9110 §9.3.2, §8.6), and no body. Checked like a GET's,
+/// the body is dropped here and never leaves the guard.
+fn without_body(response: Response<GuardBody>) -> Response<GuardBody> {
+    let (mut parts, body) = response.into_parts();
+    // No `Content-Length` on a 1xx, a 204 or a 304.
+    let status = parts.status;
+    let sized = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    if let (true, Some(len)) = (sized, body.size_hint().exact()) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+/// The names of the `_count`-typed parameters at `max`: those the sanitizer may have capped.
+/// Empty (no allocation) for the usual request.
+fn counts_at(request: &FhirRequest, typed: &[TypedParam], max: u32) -> Vec<String> {
+    request
+        .params
+        .iter()
+        .zip(typed)
+        .filter(|(_, t)| t.ty == ParamType::Count && t.values.contains(&TypedValue::Count(max)))
+        .map(|(p, _)| p.name.clone())
+        .collect()
+}
+
+/// Rewrites the raw `name=value` pairs of `names` above `cap` to `cap`, in the URI's query and
+/// (for a POST search) the form body: what the sanitizer did to the typed request, for a
+/// handler that reads the raw request. `None` if the URI could not be rebuilt.
+fn cap_counts(
+    parts: &mut Parts,
+    names: &[String],
+    cap: u32,
+    post_search: bool,
+    body: Bytes,
+) -> Option<Bytes> {
+    if names.is_empty() {
+        return Some(body);
+    }
+    if let Some(query) = parts.uri.query().and_then(|q| cap_pairs(q, names, cap)) {
+        let pq = format!("{}?{query}", parts.uri.path());
+        let mut uri_parts = parts.uri.clone().into_parts();
+        uri_parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+        parts.uri = Uri::from_parts(uri_parts).ok()?;
+    }
+    let form = if post_search {
+        std::str::from_utf8(&body)
+            .ok()
+            .and_then(|f| cap_pairs(f, names, cap))
+    } else {
+        None
+    };
+    Some(match form {
+        Some(form) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(form.len()));
+            Bytes::from(form)
+        }
+        None => body,
+    })
+}
+
+/// `pairs` (`a=1&_count=900`) with the values of `names` above `cap` written as `cap`; `None`
+/// when nothing changed.
+fn cap_pairs(pairs: &str, names: &[String], cap: u32) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(pairs.len());
+    for (i, pair) in pairs.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let over = names.iter().any(|n| n == name)
+            && crate::sanitize::decode(value)
+                .is_ok_and(|v| v.len() > 9 || v.parse::<u32>().is_ok_and(|n| n > cap));
+        if over {
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&cap.to_string());
+            changed = true;
+        } else {
+            out.push_str(pair);
+        }
+    }
+    changed.then_some(out)
 }
 
 /// Characters left as they are in an added query value; everything else is percent-encoded.
@@ -1413,6 +1561,81 @@ mod tests {
             bundle["link"][0]["url"],
             "https://e/fhir/Observation?code=1234-5"
         );
+    }
+
+    #[test]
+    fn capped_counts_are_rewritten_in_the_raw_query() {
+        let names = vec!["_count".to_owned()];
+        assert_eq!(
+            cap_pairs("patient=355&_count=1000&code=x", &names, 500).as_deref(),
+            Some("patient=355&_count=500&code=x")
+        );
+        assert_eq!(
+            cap_pairs("_count=%31%30%30%30", &names, 500).as_deref(),
+            Some("_count=500")
+        );
+        assert_eq!(
+            cap_pairs("_count=99999999999999", &names, 500).as_deref(),
+            Some("_count=500")
+        );
+        // At or under the cap, or another parameter: nothing to rewrite.
+        assert_eq!(cap_pairs("_count=500&x_count=9000", &names, 500), None);
+        let mut parts = Request::get("/fhir/Observation?_count=900&patient=355")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let body = cap_counts(&mut parts, &names, 500, false, Bytes::new()).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(
+            parts.uri.to_string(),
+            "/fhir/Observation?_count=500&patient=355"
+        );
+        // A POST search's form too, with its length.
+        let mut post = Request::post("/fhir/Observation/_search")
+            .header(header::CONTENT_LENGTH, "25")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let form = cap_counts(
+            &mut post,
+            &names,
+            500,
+            true,
+            Bytes::from_static(b"patient=355&_count=100000"),
+        )
+        .unwrap();
+        assert_eq!(&form[..], b"patient=355&_count=500");
+        assert_eq!(post.headers[header::CONTENT_LENGTH], "22");
+    }
+
+    #[test]
+    fn head_answers_keep_the_length_and_drop_the_body() {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{\"id\":\"1\"}")));
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+        let head = without_body(response);
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()[header::CONTENT_LENGTH], "10");
+        assert_eq!(head.headers()[header::ETAG], "W/\"1\"");
+        assert_eq!(head.body().size_hint().exact(), Some(0));
+        let mut empty = Response::new(Full::new(Bytes::new()));
+        *empty.status_mut() = StatusCode::NO_CONTENT;
+        assert!(
+            without_body(empty)
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_none()
+        );
+        let mut parts = Request::head("/fhir/Patient/1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        head_as_get(&mut parts);
+        assert_eq!(parts.method, Method::GET);
     }
 
     /// The pruned probe decides exactly as the whole resource: same classification, same

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::methods::AllowedMethods;
 use super::table::{ParamDef, ParamTable, ParamType};
+use crate::fhir::Interaction;
 
 /// The FHIR R4 (4.0.1) resource types. The allow-list can only ever hold names from here.
 pub const R4_RESOURCE_TYPES: &[&str] = &[
@@ -269,6 +271,115 @@ impl Default for OperationDef {
     }
 }
 
+/// A FHIR RESTful interaction as a CapabilityStatement names it (`rest.resource.interaction`,
+/// `rest.interaction`), without the request's details: what a [`SanitizerConfig`] supports.
+///
+/// A request for an interaction the configuration does not support is refused with
+/// [`SanitizeError::MethodNotAllowed`](super::SanitizeError::MethodNotAllowed) (`405` with
+/// `Allow`), before its body is looked at, as FHIR R4 asks of a server that does not offer
+/// an interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum InteractionCode {
+    /// `read`: `GET [type]/[id]`.
+    Read,
+    /// `vread`: `GET [type]/[id]/_history/[vid]`.
+    Vread,
+    /// `history-instance`: `GET [type]/[id]/_history`.
+    HistoryInstance,
+    /// `history-type`: `GET [type]/_history`.
+    HistoryType,
+    /// `history-system`: `GET [base]/_history`.
+    HistorySystem,
+    /// `search-type`: `GET [type]?…`, `POST [type]/_search`, and compartment searches.
+    SearchType,
+    /// `search-system`: `GET [base]?…`, `POST [base]/_search`.
+    SearchSystem,
+    /// `capabilities`: `GET [base]/metadata`.
+    Capabilities,
+    /// The configured operations (each still enabled by name, at its levels and types).
+    Operation,
+    /// `create`: `POST [type]`. A write.
+    Create,
+    /// `update`: `PUT [type]/[id]` and conditional update. A write.
+    Update,
+    /// `patch`: `PATCH [type]/[id]` and conditional patch. A write.
+    Patch,
+    /// `delete`: `DELETE [type]/[id]` and conditional delete. A write.
+    Delete,
+    /// `batch` / `transaction`: `POST [base]` with a Bundle. Counted as a write, since its
+    /// entries may be.
+    BatchOrTransaction,
+}
+
+impl InteractionCode {
+    /// The interactions that can change data: none is supported unless enabled by name
+    /// ([`SanitizerConfig::allow_interaction`]).
+    pub const WRITES: [InteractionCode; 5] = [
+        InteractionCode::Create,
+        InteractionCode::Update,
+        InteractionCode::Patch,
+        InteractionCode::Delete,
+        InteractionCode::BatchOrTransaction,
+    ];
+
+    /// The interactions a read-only API supports: the default of every configuration.
+    pub const READ_ONLY: [InteractionCode; 9] = [
+        InteractionCode::Read,
+        InteractionCode::Vread,
+        InteractionCode::HistoryInstance,
+        InteractionCode::HistoryType,
+        InteractionCode::HistorySystem,
+        InteractionCode::SearchType,
+        InteractionCode::SearchSystem,
+        InteractionCode::Capabilities,
+        InteractionCode::Operation,
+    ];
+
+    /// The code of a typed request's interaction.
+    pub fn of(interaction: &Interaction) -> Self {
+        match interaction {
+            Interaction::Capabilities => InteractionCode::Capabilities,
+            Interaction::Read => InteractionCode::Read,
+            Interaction::Vread => InteractionCode::Vread,
+            Interaction::HistoryInstance => InteractionCode::HistoryInstance,
+            Interaction::HistoryType => InteractionCode::HistoryType,
+            Interaction::HistorySystem => InteractionCode::HistorySystem,
+            Interaction::SearchType | Interaction::SearchCompartment => InteractionCode::SearchType,
+            Interaction::SearchSystem => InteractionCode::SearchSystem,
+            Interaction::Create => InteractionCode::Create,
+            Interaction::Update => InteractionCode::Update,
+            Interaction::Patch => InteractionCode::Patch,
+            Interaction::Delete => InteractionCode::Delete,
+            Interaction::BatchOrTransaction => InteractionCode::BatchOrTransaction,
+            Interaction::Operation(_) => InteractionCode::Operation,
+        }
+    }
+
+    /// The methods that can ask for it (`GET` always with `HEAD`).
+    pub fn methods(self) -> AllowedMethods {
+        match self {
+            InteractionCode::Read
+            | InteractionCode::Vread
+            | InteractionCode::HistoryInstance
+            | InteractionCode::HistoryType
+            | InteractionCode::HistorySystem
+            | InteractionCode::Capabilities => AllowedMethods::GET_HEAD,
+            InteractionCode::SearchType
+            | InteractionCode::SearchSystem
+            | InteractionCode::Operation => AllowedMethods::GET_HEAD | AllowedMethods::POST,
+            InteractionCode::Create | InteractionCode::BatchOrTransaction => AllowedMethods::POST,
+            InteractionCode::Update => AllowedMethods::PUT,
+            InteractionCode::Patch => AllowedMethods::PATCH,
+            InteractionCode::Delete => AllowedMethods::DELETE,
+        }
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
 /// Why a configuration was refused when built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -299,6 +410,8 @@ pub struct SanitizerConfig {
     pub(crate) limits: Limits,
     pub(crate) default_handling: Handling,
     pub(crate) allow_lenient: bool,
+    /// The supported [`InteractionCode`]s, one bit each.
+    pub(crate) interactions: u16,
 }
 
 impl Default for SanitizerConfig {
@@ -311,7 +424,8 @@ impl SanitizerConfig {
     /// The safe default for a US Core patient-access API under `base_path` (`"/fhir"`, or
     /// `""` for the root): the US Core types, the US Core parameter table, `$everything` on
     /// a Patient, `$docref`, bulk `$export`, strict handling unless the client asks for
-    /// lenient.
+    /// lenient, and only the read-only interactions ([`InteractionCode::READ_ONLY`]): a
+    /// write is `405` until enabled with [`SanitizerConfig::allow_interaction`].
     pub fn us_core(base_path: &str) -> Self {
         let mut operations = BTreeMap::new();
         operations.insert(
@@ -352,7 +466,40 @@ impl SanitizerConfig {
             limits: Limits::default(),
             default_handling: Handling::Strict,
             allow_lenient: true,
+            interactions: InteractionCode::READ_ONLY
+                .iter()
+                .fold(0, |bits, code| bits | code.bit()),
         }
+    }
+
+    /// Supports `code` too: writes are refused (`405`) until enabled here, one by one
+    /// (`allow_interaction(InteractionCode::Create)`).
+    #[must_use]
+    pub fn allow_interaction(mut self, code: InteractionCode) -> Self {
+        self.interactions |= code.bit();
+        self
+    }
+
+    /// Stops supporting `code` (a server without history, say): its requests become `405`
+    /// with the path's remaining methods in `Allow`.
+    #[must_use]
+    pub fn deny_interaction(mut self, code: InteractionCode) -> Self {
+        self.interactions &= !code.bit();
+        self
+    }
+
+    /// Whether `code` is supported.
+    pub fn supports(&self, code: InteractionCode) -> bool {
+        self.interactions & code.bit() != 0
+    }
+
+    /// Every method some supported interaction accepts (what a CORS preflight may allow).
+    pub fn methods(&self) -> AllowedMethods {
+        InteractionCode::READ_ONLY
+            .into_iter()
+            .chain(InteractionCode::WRITES)
+            .filter(|code| self.supports(*code))
+            .fold(AllowedMethods::NONE, |all, code| all | code.methods())
     }
 
     /// Sets the base path.

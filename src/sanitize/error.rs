@@ -2,6 +2,7 @@
 
 use crate::fhir::PublicProblem;
 
+use super::methods::AllowedMethods;
 use super::table::ParamType;
 
 /// Why the sanitizer refused a request (or, under lenient handling, stripped a parameter).
@@ -94,9 +95,14 @@ pub enum SanitizeError {
     /// A path shape that is no FHIR interaction.
     #[error("no FHIR interaction has this path")]
     UnknownRoute,
-    /// The HTTP method is not valid for this path.
+    /// The HTTP method is not valid for this path, or names an interaction the configuration
+    /// does not support (a write on a read-only API). `allow` is what the path accepts, for
+    /// the `405`'s `Allow` header; the message never names it (nor the method sent).
     #[error("method not allowed for this path")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the path accepts under the configuration.
+        allow: AllowedMethods,
+    },
     /// An operation that is not configured (or not at this level / on this type).
     #[error("operation not supported")]
     UnknownOperation,
@@ -143,11 +149,13 @@ pub enum SanitizeError {
         /// The parameter name.
         name: String,
     },
-    /// `_count` outside `0..=max`.
-    #[error("_count outside 0..={max}")]
-    CountOutOfRange {
-        /// The configured maximum.
-        max: u32,
+    /// A known parameter the API does not support (`_summary` other than `false`,
+    /// `_elements`): `400` with `not-supported`. Never stripped under lenient handling, since
+    /// a handler reading the raw query would still apply it.
+    #[error("parameter `{name}` is not supported")]
+    UnsupportedParameter {
+        /// The parameter name.
+        name: String,
     },
     /// A single-valued parameter sent twice with different values (parameter pollution).
     #[error("contradicting duplicate parameter `{name}`")]
@@ -187,7 +195,7 @@ impl SanitizeError {
             E::UnknownResourceType => "unknown_resource_type",
             E::InvalidId => "invalid_id",
             E::UnknownRoute => "unknown_route",
-            E::MethodNotAllowed => "method_not_allowed",
+            E::MethodNotAllowed { .. } => "method_not_allowed",
             E::UnknownOperation => "unknown_operation",
             E::InvalidParameterName => "invalid_parameter_name",
             E::UnknownParameter { .. } => "unknown_parameter",
@@ -197,7 +205,7 @@ impl SanitizeError {
             E::ChainNotSupported { .. } => "chain_not_supported",
             E::InvalidValue { .. } => "invalid_value",
             E::ValueTooLong { .. } => "value_too_long",
-            E::CountOutOfRange { .. } => "count_out_of_range",
+            E::UnsupportedParameter { .. } => "unsupported_parameter",
             E::ContradictingDuplicate { .. } => "contradicting_duplicate",
             E::InvalidPrefer => "invalid_prefer",
         }
@@ -212,11 +220,20 @@ impl SanitizeError {
             E::HeadersTooLarge => PublicProblem::HeadersTooLarge,
             E::BodyTooLarge { .. } => PublicProblem::PayloadTooLarge,
             E::UnsupportedMediaType => PublicProblem::UnsupportedMediaType,
-            E::MethodNotAllowed => PublicProblem::MethodNotAllowed,
+            E::MethodNotAllowed { .. } => PublicProblem::MethodNotAllowed,
             E::NotUnderBase | E::UnknownResourceType | E::UnknownRoute => PublicProblem::NotFound,
-            E::UnknownOperation => PublicProblem::NotSupported,
+            E::UnknownOperation | E::UnsupportedParameter { .. } => PublicProblem::NotSupported,
             E::UnsupportedFormat => PublicProblem::NotAcceptable,
             _ => PublicProblem::BadRequest,
+        }
+    }
+
+    /// The methods the path accepts, when the method was refused: the `Allow` header of the
+    /// `405` (RFC 9110 §15.5.6).
+    pub fn allowed_methods(&self) -> Option<AllowedMethods> {
+        match self {
+            SanitizeError::MethodNotAllowed { allow } => Some(*allow),
+            _ => None,
         }
     }
 

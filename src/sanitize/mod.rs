@@ -34,19 +34,31 @@
 //!   classic parameter-pollution bypass. `patient` and `subject` count as one.
 //! - Lenient handling strips only what FHIR says it may (unknown parameters and unsupported
 //!   modifiers) and reports each in [`SanitizedRequest::stripped`] for the audit record.
+//! - Only the interactions the configuration supports are routed, read-only by default
+//!   ([`InteractionCode`]): a write is [`SanitizeError::MethodNotAllowed`] before its body is
+//!   read, carrying the path's [`AllowedMethods`] for the `405`'s `Allow`. HEAD types as GET
+//!   wherever GET reads.
+//! - Where FHIR lets a server answer with less, it does rather than refuse: `_count` above the
+//!   maximum is capped to it. What it cannot check, it refuses as not supported (`_summary`
+//!   other than `false`, `_elements`).
 
 mod config;
 mod error;
 pub mod headers;
 pub mod html;
+mod methods;
 mod parse;
 mod redirect;
 mod table;
 mod value;
 
-pub use config::{ConfigError, Handling, Limits, OperationDef, R4_RESOURCE_TYPES, SanitizerConfig};
+pub use config::{
+    ConfigError, Handling, InteractionCode, Limits, OperationDef, R4_RESOURCE_TYPES,
+    SanitizerConfig,
+};
 pub use error::SanitizeError;
 pub use headers::{ResponseKind, SecurityHeaders};
+pub use methods::AllowedMethods;
 pub use parse::{
     HasClause, SanitizedRequest, Sanitizer, TypedParam, TypedValues, check_json_depth, decode,
 };

@@ -12,8 +12,9 @@ use http::{HeaderMap, Method, Request, header};
 
 use crate::fhir::{FhirRequest, Interaction, ResourceType, SearchParam};
 
-use super::config::{ConfigError, Handling, SanitizerConfig};
+use super::config::{ConfigError, Handling, InteractionCode, SanitizerConfig};
 use super::error::{SanitizeError, safe_name};
+use super::methods::AllowedMethods;
 use super::table::{ParamDef, ParamType, TypeParams};
 use super::value::{AllowedTypes, TypedValue, ValueCtx, bytes, is_valid_id};
 
@@ -376,15 +377,33 @@ impl Sanitizer {
             version_id: None,
             compartment: None,
         };
-        let get = *method == Method::GET;
-        let post = *method == Method::POST;
-        let m = |ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(SanitizeError::MethodNotAllowed)
+        use InteractionCode as C;
+        // What each path shape offers, as (interaction, methods asking for it); the method
+        // picks one the configuration supports, or the request is refused with what the path
+        // does accept. This runs before the body is read: an unsupported write is `405`,
+        // not whatever its body would have been found to lack.
+        let pick = |offers: &[(C, AllowedMethods)]| -> Result<C, SanitizeError> {
+            let mut allow = AllowedMethods::NONE;
+            for &(code, methods) in offers {
+                if self.config.supports(code) {
+                    if methods.contains(method) {
+                        return Ok(code);
+                    }
+                    allow |= methods;
+                }
             }
+            Err(SanitizeError::MethodNotAllowed { allow })
         };
+        // HEAD is GET without the body (RFC 9110 §9.3.2): wherever GET reads, HEAD types as
+        // the same interaction.
+        const GET: AllowedMethods = AllowedMethods::GET_HEAD;
+        const POST: AllowedMethods = AllowedMethods::POST;
+        const GET_POST: AllowedMethods = AllowedMethods::GET_HEAD.union(AllowedMethods::POST);
+        const WRITES: [(C, AllowedMethods); 3] = [
+            (C::Update, AllowedMethods::PUT),
+            (C::Patch, AllowedMethods::PATCH),
+            (C::Delete, AllowedMethods::DELETE),
+        ];
         let id = |s: &str| {
             if is_valid_id(s) {
                 Ok(s.to_owned())
@@ -394,26 +413,22 @@ impl Sanitizer {
         };
         match segs {
             [] => {
-                if get {
-                    r.interaction = Interaction::SearchSystem;
-                } else if post {
-                    r.interaction = Interaction::BatchOrTransaction;
-                } else {
-                    return Err(SanitizeError::MethodNotAllowed);
-                }
+                r.interaction =
+                    match pick(&[(C::SearchSystem, GET), (C::BatchOrTransaction, POST)])? {
+                        C::SearchSystem => Interaction::SearchSystem,
+                        _ => Interaction::BatchOrTransaction,
+                    };
             }
             ["metadata"] => {
-                // HEAD is GET without the body (RFC 9110 §9.3.2): the capabilities interaction
-                // is read-only and public, so HEAD types as the same interaction.
-                m(get || *method == Method::HEAD)?;
+                pick(&[(C::Capabilities, GET)])?;
                 r.interaction = Interaction::Capabilities;
             }
             ["_history"] => {
-                m(get)?;
+                pick(&[(C::HistorySystem, GET)])?;
                 r.interaction = Interaction::HistorySystem;
             }
             ["_search"] => {
-                m(post)?;
+                pick(&[(C::SearchSystem, POST)])?;
                 r.interaction = Interaction::SearchSystem;
             }
             [seg] if seg.starts_with('$') => {
@@ -421,29 +436,33 @@ impl Sanitizer {
                 if !self.config.operations.get(name).is_some_and(|o| o.system) {
                     return Err(SanitizeError::UnknownOperation);
                 }
-                m(get || post)?;
+                pick(&[(C::Operation, GET_POST)])?;
                 r.interaction = Interaction::Operation(name.to_owned());
             }
             [t] => {
                 r.resource_type = Some(self.rtype(t)?);
-                r.interaction = match *method {
-                    Method::GET => Interaction::SearchType,
-                    Method::POST => Interaction::Create,
-                    // Conditional update / patch / delete.
-                    Method::PUT => Interaction::Update,
-                    Method::PATCH => Interaction::Patch,
-                    Method::DELETE => Interaction::Delete,
-                    _ => return Err(SanitizeError::MethodNotAllowed),
+                // Conditional update / patch / delete act on `[type]?search`.
+                let [update, patch, delete] = WRITES;
+                r.interaction = match pick(&[
+                    (C::SearchType, GET),
+                    (C::Create, POST),
+                    update,
+                    patch,
+                    delete,
+                ])? {
+                    C::SearchType => Interaction::SearchType,
+                    C::Create => Interaction::Create,
+                    code => write_interaction(code),
                 };
             }
             [t, "_search"] => {
                 r.resource_type = Some(self.rtype(t)?);
-                m(post)?;
+                pick(&[(C::SearchType, POST)])?;
                 r.interaction = Interaction::SearchType;
             }
             [t, "_history"] => {
                 r.resource_type = Some(self.rtype(t)?);
-                m(get)?;
+                pick(&[(C::HistoryType, GET)])?;
                 r.interaction = Interaction::HistoryType;
             }
             [t, seg] if seg.starts_with('$') => {
@@ -457,31 +476,29 @@ impl Sanitizer {
                 {
                     return Err(SanitizeError::UnknownOperation);
                 }
-                m(get || post)?;
+                pick(&[(C::Operation, GET_POST)])?;
                 r.interaction = Interaction::Operation(name.to_owned());
             }
             [t, i] => {
                 r.resource_type = Some(self.rtype(t)?);
                 r.id = Some(id(i)?);
-                r.interaction = match *method {
-                    Method::GET => Interaction::Read,
-                    Method::PUT => Interaction::Update,
-                    Method::PATCH => Interaction::Patch,
-                    Method::DELETE => Interaction::Delete,
-                    _ => return Err(SanitizeError::MethodNotAllowed),
+                let [update, patch, delete] = WRITES;
+                r.interaction = match pick(&[(C::Read, GET), update, patch, delete])? {
+                    C::Read => Interaction::Read,
+                    code => write_interaction(code),
                 };
             }
             [t, i, "_history"] => {
                 r.resource_type = Some(self.rtype(t)?);
                 r.id = Some(id(i)?);
-                m(get)?;
+                pick(&[(C::HistoryInstance, GET)])?;
                 r.interaction = Interaction::HistoryInstance;
             }
             [t, i, "_history", v] => {
                 r.resource_type = Some(self.rtype(t)?);
                 r.id = Some(id(i)?);
                 r.version_id = Some(id(v)?);
-                m(get)?;
+                pick(&[(C::Vread, GET)])?;
                 r.interaction = Interaction::Vread;
             }
             [t, i, seg] if seg.starts_with('$') => {
@@ -496,7 +513,7 @@ impl Sanitizer {
                 {
                     return Err(SanitizeError::UnknownOperation);
                 }
-                m(get || post)?;
+                pick(&[(C::Operation, GET_POST)])?;
                 r.interaction = Interaction::Operation(name.to_owned());
             }
             [c, i, t] => {
@@ -506,7 +523,7 @@ impl Sanitizer {
                 }
                 let cid = id(i)?;
                 r.resource_type = Some(self.rtype(t)?);
-                m(get)?;
+                pick(&[(C::SearchType, GET)])?;
                 r.compartment = Some((comp, cid));
                 r.interaction = Interaction::SearchCompartment;
             }
@@ -763,6 +780,38 @@ impl Sanitizer {
             return Err(SanitizeError::invalid(base, def.ty));
         }
         let typed_values = ctx.parse_all(base, def, modifier, &values)?;
+        let mut values = values;
+        match def.ty {
+            // A summary or element subset is a view the guard cannot check against a grant
+            // (it drops the elements classification and the compartment check read), so the
+            // API does not offer one; `_summary=false` asks for the whole resource and passes.
+            ParamType::Summary
+                if typed_values
+                    .iter()
+                    .any(|v| !matches!(v, TypedValue::Summary(m) if m.as_str() == "false")) =>
+            {
+                return Err(SanitizeError::UnsupportedParameter {
+                    name: safe_name(base),
+                });
+            }
+            ParamType::Elements => {
+                return Err(SanitizeError::UnsupportedParameter {
+                    name: safe_name(base),
+                });
+            }
+            // A `_count` above the maximum was capped (a server may return fewer than asked):
+            // the request passed on says the capped number, so the handler pages by it.
+            ParamType::Count => {
+                for (raw, typed) in values.iter_mut().zip(typed_values.iter()) {
+                    if let TypedValue::Count(n) = typed {
+                        if raw.len() > 9 || raw.parse::<u32>().ok() != Some(*n) {
+                            *raw = n.to_string();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
         Ok((
             SearchParam {
                 name: base.to_owned(),
@@ -852,6 +901,16 @@ impl Sanitizer {
             _ => return Err(SanitizeError::BodyNotAllowed),
         }
         Ok(Some(value))
+    }
+}
+
+/// The typed interaction of a write [`InteractionCode`] (what `pick` chose among
+/// update, patch and delete).
+fn write_interaction(code: InteractionCode) -> Interaction {
+    match code {
+        InteractionCode::Patch => Interaction::Patch,
+        InteractionCode::Delete => Interaction::Delete,
+        _ => Interaction::Update,
     }
 }
 
@@ -1497,24 +1556,207 @@ mod tests {
         );
     }
 
+    fn with(method: Method, target: &str) -> Result<SanitizedRequest, SanitizeError> {
+        s().parse_parts(&method, target, &HeaderMap::new(), b"")
+    }
+
+    fn allow_of(e: SanitizeError) -> String {
+        match e {
+            SanitizeError::MethodNotAllowed { allow } => allow.to_string(),
+            other => panic!("not a 405: {other:?}"),
+        }
+    }
+
     #[test]
-    fn head_is_get_on_metadata_only() {
-        let head = |target: &str| s().parse_parts(&Method::HEAD, target, &HeaderMap::new(), b"");
+    fn head_types_like_get_wherever_get_reads() {
+        for target in [
+            "/fhir/metadata",
+            "/fhir/Patient/1",
+            "/fhir/Patient/1/_history/2",
+            "/fhir/Patient/1/_history",
+            "/fhir/Patient/_history",
+            "/fhir/_history",
+            "/fhir/Observation?patient=1",
+            "/fhir?_lastUpdated=gt2020",
+            "/fhir/Patient/1/Observation",
+            "/fhir/Patient/1/$everything",
+        ] {
+            let get = with(Method::GET, target).unwrap();
+            let head = with(Method::HEAD, target).unwrap();
+            assert_eq!(head, get, "{target}");
+        }
         assert_eq!(
-            head("/fhir/metadata").unwrap().request.interaction,
-            Interaction::Capabilities
-        );
-        assert_eq!(
-            head("/fhir/metadata?x=1").unwrap_err(),
+            with(Method::HEAD, "/fhir/metadata?x=1").unwrap_err(),
             SanitizeError::ParametersNotAllowed
         );
+        // POST-only routes stay POST-only.
         assert_eq!(
-            head("/fhir/Patient/1").unwrap_err(),
-            SanitizeError::MethodNotAllowed
+            allow_of(with(Method::HEAD, "/fhir/Patient/_search").unwrap_err()),
+            "POST"
+        );
+    }
+
+    #[test]
+    fn a_405_says_what_the_path_allows() {
+        for (method, target, allow) in [
+            (Method::PUT, "/fhir/Patient", "GET, HEAD"),
+            (Method::DELETE, "/fhir/Patient/1", "GET, HEAD"),
+            (Method::PATCH, "/fhir/Patient/1", "GET, HEAD"),
+            (Method::POST, "/fhir/Patient", "GET, HEAD"),
+            (Method::POST, "/fhir/Patient/1", "GET, HEAD"),
+            (Method::OPTIONS, "/fhir/Patient/1", "GET, HEAD"),
+            (Method::TRACE, "/fhir/Patient", "GET, HEAD"),
+            (Method::PUT, "/fhir/metadata", "GET, HEAD"),
+            (Method::POST, "/fhir/Patient/1/_history", "GET, HEAD"),
+            (Method::PATCH, "/fhir/Patient/1/_history/1", "GET, HEAD"),
+            (Method::DELETE, "/fhir/_history", "GET, HEAD"),
+            (Method::GET, "/fhir/_search", "POST"),
+            (Method::GET, "/fhir/Patient/_search", "POST"),
+            (Method::POST, "/fhir/Patient/1/Observation", "GET, HEAD"),
+            (
+                Method::PUT,
+                "/fhir/Patient/1/$everything",
+                "GET, HEAD, POST",
+            ),
+            (Method::POST, "/fhir", "GET, HEAD"),
+            (Method::DELETE, "/fhir", "GET, HEAD"),
+        ] {
+            let e = with(method.clone(), target).unwrap_err();
+            assert_eq!(e.code(), "method_not_allowed", "{method} {target}");
+            assert_eq!(allow_of(e), allow, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn writes_are_refused_before_the_body_until_enabled() {
+        // Read-only by default: a write without a body is 405, not `missing_body`.
+        assert_eq!(
+            with(Method::PUT, "/fhir/Patient").unwrap_err().code(),
+            "method_not_allowed"
+        );
+        let mut config = SanitizerConfig::us_core("/fhir");
+        assert!(!config.supports(InteractionCode::Create));
+        assert_eq!(
+            config.methods(),
+            AllowedMethods::GET_HEAD | AllowedMethods::POST
+        );
+        for code in InteractionCode::WRITES {
+            config = config.allow_interaction(code);
+        }
+        assert_eq!(
+            config.methods().to_string(),
+            "GET, HEAD, POST, PUT, PATCH, DELETE"
+        );
+        let writes = Sanitizer::new(config).unwrap();
+        let w = |m: Method, t: &str| writes.parse_parts(&m, t, &HeaderMap::new(), b"");
+        assert_eq!(
+            w(Method::PUT, "/fhir/Patient/1").unwrap_err().code(),
+            "missing_body"
         );
         assert_eq!(
-            head("/fhir/Observation?patient=1").unwrap_err(),
-            SanitizeError::MethodNotAllowed
+            w(Method::DELETE, "/fhir/Patient/1")
+                .unwrap()
+                .request
+                .interaction,
+            Interaction::Delete
+        );
+        assert_eq!(
+            allow_of(w(Method::TRACE, "/fhir/Patient").unwrap_err()),
+            "GET, HEAD, POST, PUT, PATCH, DELETE"
+        );
+        assert_eq!(
+            allow_of(w(Method::POST, "/fhir/Patient/1").unwrap_err()),
+            "GET, HEAD, PUT, PATCH, DELETE"
+        );
+        assert_eq!(
+            allow_of(w(Method::PUT, "/fhir").unwrap_err()),
+            "GET, HEAD, POST"
+        );
+        // One write only.
+        let create = Sanitizer::new(
+            SanitizerConfig::us_core("/fhir").allow_interaction(InteractionCode::Create),
+        )
+        .unwrap();
+        let e = create
+            .parse_parts(&Method::PUT, "/fhir/Patient", &HeaderMap::new(), b"")
+            .unwrap_err();
+        assert_eq!(allow_of(e), "GET, HEAD, POST");
+    }
+
+    #[test]
+    fn unsupported_reads_are_405_with_what_remains() {
+        let config = SanitizerConfig::us_core("/fhir")
+            .deny_interaction(InteractionCode::HistoryInstance)
+            .deny_interaction(InteractionCode::SearchSystem);
+        let no_history = Sanitizer::new(config).unwrap();
+        let g = |t: &str| no_history.parse_parts(&Method::GET, t, &HeaderMap::new(), b"");
+        assert_eq!(allow_of(g("/fhir/Patient/1/_history").unwrap_err()), "");
+        assert_eq!(allow_of(g("/fhir?_id=1").unwrap_err()), "");
+        assert!(g("/fhir/Patient/1/_history/1").is_ok());
+        assert!(g("/fhir/Patient/_history").is_ok());
+    }
+
+    #[test]
+    fn count_above_the_maximum_is_capped() {
+        for (q, n) in [
+            ("_count=1000", 500),
+            ("_count=501", 500),
+            ("_count=500", 500),
+            ("_count=0", 0),
+            ("_count=0050", 50),
+            ("_count=99999999999999999999", 500),
+        ] {
+            let r = get(&format!("/fhir/Observation?patient=1&{q}")).unwrap();
+            assert_eq!(r.typed[1].values, vec![TypedValue::Count(n)], "{q}");
+            // The request passed on carries the capped number (or the one sent, if within).
+            let expected = if n == 500 { "500" } else { &q[7..] };
+            assert_eq!(r.request.params[1].values, vec![expected.to_owned()], "{q}");
+        }
+        let history = get("/fhir/Patient/1/_history?_count=600").unwrap();
+        assert_eq!(history.request.params[0].values, vec!["500".to_owned()]);
+        assert_eq!(
+            get("/fhir/Observation?_count=-1").unwrap_err().code(),
+            "invalid_value"
+        );
+        assert_eq!(
+            get("/fhir/Observation?_count=").unwrap_err().code(),
+            "invalid_value"
+        );
+    }
+
+    #[test]
+    fn summary_and_elements_are_not_supported_except_summary_false() {
+        for target in [
+            "/fhir/Patient?_summary=true",
+            "/fhir/Patient?_summary=count",
+            "/fhir/Patient?_summary=text",
+            "/fhir/Patient?_summary=data",
+            "/fhir/Patient?_elements=id",
+            "/fhir/Patient/1?_summary=true",
+            "/fhir/Patient/1?_elements=name,gender",
+        ] {
+            let e = get(target).unwrap_err();
+            assert_eq!(e.code(), "unsupported_parameter", "{target}");
+            assert_eq!(e.public(), crate::fhir::PublicProblem::NotSupported);
+            assert_eq!(e.public().issue_type(), "not-supported");
+            // Not stripped under lenient handling either.
+            let mut lenient = HeaderMap::new();
+            lenient.insert("prefer", http::HeaderValue::from_static("handling=lenient"));
+            assert_eq!(
+                s().parse_parts(&Method::GET, target, &lenient, b"")
+                    .unwrap_err()
+                    .code(),
+                "unsupported_parameter",
+                "{target}"
+            );
+        }
+        let full = get("/fhir/Patient/1?_summary=false").unwrap();
+        assert_eq!(full.request.params[0].values, vec!["false".to_owned()]);
+        assert!(get("/fhir/Patient?_summary=false").is_ok());
+        // A malformed value is still a bad value, not an unsupported parameter.
+        assert_eq!(
+            get("/fhir/Patient?_summary=yes").unwrap_err().code(),
+            "invalid_value"
         );
     }
 

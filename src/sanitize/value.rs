@@ -583,16 +583,18 @@ impl ValueCtx<'_> {
                 }
             }
             ParamType::Count => {
-                if raw.is_empty() || raw.len() > 6 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+                if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad());
                 }
-                let n: u32 = raw.parse().map_err(|_| bad())?;
-                if n > self.max_count {
-                    return Err(SanitizeError::CountOutOfRange {
-                        max: self.max_count,
-                    });
-                }
-                Ok(TypedValue::Count(n))
+                // FHIR lets a server return fewer than asked (search.html, `_count`): a page
+                // size above the maximum is capped to it, not refused. Ten digits or more are
+                // above any maximum (at most 10 000).
+                let n: u32 = if raw.len() > 9 {
+                    u32::MAX
+                } else {
+                    raw.parse().map_err(|_| bad())?
+                };
+                Ok(TypedValue::Count(n.min(self.max_count)))
             }
             ParamType::Sort => {
                 let (descending, key) = match raw.strip_prefix('-') {

@@ -281,7 +281,7 @@ pub(super) async fn exchange(
     }
 }
 
-fn client_assertion(d: &Demo, client: &Value) -> String {
+pub(super) fn client_assertion(d: &Demo, client: &Value) -> String {
     let pem = std::fs::read_to_string(client["private_key_pem"].as_str().unwrap()).unwrap();
     let alg = Algorithm::from_name(client["alg"].as_str().unwrap()).unwrap();
     let key = SigningKey::from_pem(alg, client["kid"].as_str().unwrap(), &pem).unwrap();

@@ -7,6 +7,7 @@ mod flows;
 mod grants;
 mod prompt;
 mod timeout;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -3,6 +3,7 @@
 mod endpoints;
 mod limits;
 mod support;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

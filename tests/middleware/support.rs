@@ -152,6 +152,8 @@ pub struct Options {
     pub cached_validator: bool,
     /// The guard asks this grant source instead of the one the token validator asks.
     pub guard_grants: Option<Arc<dyn fhirguard::consent::GrantStatusSource>>,
+    /// Replaces the sanitizer configuration (default: `SanitizerConfig::us_core("/fhir")`).
+    pub sanitizer: Option<SanitizerConfig>,
 }
 
 impl Default for Options {
@@ -168,6 +170,7 @@ impl Default for Options {
             allow_grantless: false,
             cached_validator: false,
             guard_grants: None,
+            sanitizer: None,
         }
     }
 }
@@ -298,7 +301,12 @@ impl TestServer {
         ));
         let mut builder = GuardConfig::builder()
             .fhir_base(FHIR_BASE)
-            .sanitizer_config(SanitizerConfig::us_core("/fhir"))
+            .sanitizer_config(
+                options
+                    .sanitizer
+                    .clone()
+                    .unwrap_or_else(|| SanitizerConfig::us_core("/fhir")),
+            )
             .validator(if options.cached_validator {
                 Arc::new(CachedTokenValidator::new(server.clone()))
             } else {

@@ -49,7 +49,7 @@ use fhirguard::auth::{
 use fhirguard::category::CategoryRegistry;
 use fhirguard::enforce::EnforceConfig;
 use fhirguard::middleware::{CorsPolicy, GuardConfig, PeerAddr, SmartEndpoints};
-use fhirguard::sanitize::{ResponseKind, SanitizerConfig, SecurityHeaders};
+use fhirguard::sanitize::{InteractionCode, ResponseKind, SanitizerConfig, SecurityHeaders};
 use fhirguard::scope::ScopeSet;
 use fhirguard::tls::TlsServerConfigBuilder;
 use fhirguard::token::{
@@ -595,9 +595,16 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     )?;
 
     // --- the FHIR API behind the guard ---
+    // Read-only (the default: a write is 405), and only what the store answers: no history,
+    // no system-level search, so those are 405 too rather than a store error. The
+    // CapabilityStatement says the same (read, vread, search-type).
     // The fixture store pages with `_offset` (R4 has no standard paging parameter): its
     // `next` links must pass the guard like the first page did.
-    let mut sanitizer_config = SanitizerConfig::us_core("/fhir");
+    let mut sanitizer_config = SanitizerConfig::us_core("/fhir")
+        .deny_interaction(InteractionCode::HistoryInstance)
+        .deny_interaction(InteractionCode::HistoryType)
+        .deny_interaction(InteractionCode::HistorySystem)
+        .deny_interaction(InteractionCode::SearchSystem);
     sanitizer_config
         .table_mut()
         .add_common("_offset", fhirguard::sanitize::ParamType::Number);
@@ -792,8 +799,8 @@ pub(crate) type Resp = Response<Vec<u8>>;
 async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/fhir" || path.starts_with("/fhir/") {
-        // The guard reads the body itself (up to the sanitizer's limit) and types HEAD on
-        // `/metadata` as the capabilities interaction; hyper sends no body for HEAD.
+        // The guard reads the body itself (up to the sanitizer's limit) and answers HEAD as
+        // GET without the body (its handler runs a GET, the audit record says HEAD).
         let response = match ehr.fhir.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},

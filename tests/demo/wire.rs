@@ -1,0 +1,158 @@
+//! The demo's FHIR API as a strict reader of FHIR R4, RFC 6750 and RFC 9110 sees it: scope
+//! denials challenge with `insufficient_scope`, every 405 carries `Allow`, HEAD is GET without
+//! the body, writes and history (which the demo does not offer) are 405, `_count` above the
+//! maximum is capped, `_summary`/`_elements` are 400 `not-supported`.
+
+use serde_json::Value;
+
+use super::flows::{bearer, client_assertion, entries};
+use super::{Browser, Demo, demo, run};
+
+/// A backend-services token for `scope` (client_credentials with the demo's RS384 key).
+async fn backend_token(d: &Demo, b: &mut Browser, scope: &str) -> String {
+    let assertion = client_assertion(d, d.client("backend"));
+    let reply = b
+        .post_form(
+            d.json["token_endpoint"].as_str().unwrap(),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    bearer(&reply.json())
+}
+
+fn issue_code(body: &Value) -> &str {
+    body["issue"][0]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn the_fhir_api_on_the_wire() {
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let fhir = d.fhir();
+        let auth = backend_token(d, &mut b, "system/Patient.rs").await;
+        let h = [("authorization", auth.as_str())];
+
+        // RFC 6750 §3.1: a valid token without the scope → 403 insufficient_scope.
+        let obs = b.get_with(&format!("{fhir}/Observation"), &h).await;
+        assert_eq!(obs.status, 403, "{}", obs.text());
+        assert_eq!(
+            obs.header("www-authenticate").as_deref(),
+            Some(r#"Bearer realm="fhir", error="insufficient_scope""#)
+        );
+
+        // HEAD: GET's status and headers, the GET body's length, no body.
+        for path in [
+            "Patient/355",
+            "Patient?_count=1",
+            "Patient/nope",
+            "Observation",
+        ] {
+            let get = b.get_with(&format!("{fhir}/{path}"), &h).await;
+            let head = b
+                .send(
+                    http::Method::HEAD,
+                    &format!("{fhir}/{path}"),
+                    &h,
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(head.status, get.status, "HEAD {path}");
+            assert!(head.body.is_empty(), "HEAD {path}");
+            assert_eq!(
+                head.header("content-length"),
+                Some(get.body.len().to_string()),
+                "HEAD {path}"
+            );
+            for name in ["content-type", "etag", "last-modified", "www-authenticate"] {
+                assert_eq!(head.header(name), get.header(name), "HEAD {path}: {name}");
+            }
+        }
+
+        // Writes (read-only API) and history (not offered): 405 with Allow, before any body
+        // or token is looked at.
+        for (method, path, allow) in [
+            (http::Method::PUT, "Patient", "GET, HEAD"),
+            (http::Method::PUT, "Patient/355", "GET, HEAD"),
+            (http::Method::PATCH, "Patient/355", "GET, HEAD"),
+            (http::Method::DELETE, "Patient/355", "GET, HEAD"),
+            (http::Method::POST, "Patient", "GET, HEAD"),
+            (http::Method::GET, "Patient/_history", ""),
+            (http::Method::GET, "Patient/355/_history", ""),
+        ] {
+            for headers in [&h[..], &[]] {
+                let reply = b
+                    .send(
+                        method.clone(),
+                        &format!("{fhir}/{path}"),
+                        headers,
+                        Vec::new(),
+                    )
+                    .await;
+                assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text());
+                assert_eq!(
+                    reply.header("allow").as_deref(),
+                    Some(allow),
+                    "{method} {path}"
+                );
+                assert_eq!(issue_code(&reply.json()), "not-supported");
+            }
+        }
+        // The vread the CapabilityStatement declares still works.
+        let vread = b
+            .get_with(&format!("{fhir}/Patient/355/_history/1"), &h)
+            .await;
+        assert_eq!(vread.status, 200, "{}", vread.text());
+
+        // `_count` above the maximum: a page of what there is, not a 400.
+        let many = b.get_with(&format!("{fhir}/Patient?_count=1000"), &h).await;
+        assert_eq!(many.status, 200, "{}", many.text());
+        assert_eq!(entries(&many.json()).len(), 2);
+        let zero = b.get_with(&format!("{fhir}/Patient?_count=0"), &h).await;
+        assert_eq!(zero.status, 200, "{}", zero.text());
+        assert!(entries(&zero.json()).is_empty());
+
+        // `_summary`/`_elements`: 400 not-supported (strict), `_summary=false` the whole thing.
+        for q in [
+            "Patient?_summary=true",
+            "Patient?_summary=count",
+            "Patient?_elements=id",
+            "Patient/355?_summary=true",
+            "Patient/355?_elements=name",
+        ] {
+            let reply = b.get_with(&format!("{fhir}/{q}"), &h).await;
+            assert_eq!(reply.status, 400, "{q}: {}", reply.text());
+            assert_eq!(issue_code(&reply.json()), "not-supported", "{q}");
+        }
+        let full = b
+            .get_with(&format!("{fhir}/Patient/355?_summary=false"), &h)
+            .await;
+        let plain = b.get_with(&format!("{fhir}/Patient/355"), &h).await;
+        assert_eq!(full.status, 200, "{}", full.text());
+        assert_eq!(full.body, plain.body);
+
+        // The CapabilityStatement offers neither `_summary`/`_elements` nor history.
+        let meta = b.get(&format!("{fhir}/metadata")).await.json();
+        let text = meta.to_string();
+        assert!(!text.contains("_summary") && !text.contains("_elements"));
+        for r in meta["rest"][0]["resource"].as_array().unwrap() {
+            let codes: Vec<&str> = r["interaction"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["code"].as_str().unwrap())
+                .collect();
+            assert_eq!(codes, ["read", "vread", "search-type"], "{}", r["type"]);
+        }
+    });
+}

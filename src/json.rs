@@ -360,3 +360,249 @@ mod tests {
         assert!(JsonView::is_object(&whole) && pruned.is_object());
     }
 }
+
+/// Scans a JSON resource for what [`Enforcer::redact`](crate::enforce::Enforcer::redact) would
+/// remove from it, without building the document: a reference (an object holding only
+/// `Reference` keys, with a `display` or `identifier`) whose target `hidden` says is hidden, or
+/// a `contained` list (always reported: its types are decided on the parsed value). The
+/// argument of `hidden` is the target's resource type, `None` when the reference does not say.
+///
+/// `bytes` must already have been parsed once by serde_json (the guard's [`probe`] does): this
+/// pass only finds object boundaries and member names in a document known to be valid. It
+/// never decides alone that something may be sent: whatever it does not expect (a member name
+/// or reference with an escape, a repeated `Reference` key, nesting deeper than serde_json
+/// allows) answers `true`, and the caller then parses the value and decides on that.
+pub(crate) fn scan_naming_references(bytes: &[u8], hidden: &dyn Fn(Option<&str>) -> bool) -> bool {
+    let mut scan = RefScan {
+        b: bytes,
+        i: 0,
+        found: false,
+        hidden,
+    };
+    match scan.value(Parent::Top, 0) {
+        Ok(_) => scan.found,
+        Err(Unexpected) => true,
+    }
+}
+
+/// Where a scanned value sits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parent {
+    /// The resource itself.
+    Top,
+    /// Under `coding` or a `…Coding` choice: codings, never references.
+    Coding,
+    /// The resource's `text` and `meta`, which redaction leaves alone.
+    Skipped,
+    /// Anywhere else.
+    Other,
+}
+
+impl Parent {
+    fn of(key: &[u8]) -> Self {
+        if key == b"coding" || key.ends_with(b"Coding") {
+            Parent::Coding
+        } else {
+            Parent::Other
+        }
+    }
+}
+
+/// The keys a `Reference` may hold (the same list as enforcement's).
+const REFERENCE_KEYS: [&[u8]; 6] = [
+    b"id",
+    b"extension",
+    b"reference",
+    b"type",
+    b"identifier",
+    b"display",
+];
+
+/// serde_json refuses nesting beyond 128; a deeper document cannot have been validated.
+const SCAN_MAX_DEPTH: usize = 130;
+
+/// Something a validated document would not hold, or an escape the scan does not decode.
+struct Unexpected;
+
+/// A string's raw bytes, between its quotes; `escaped` when it holds a backslash.
+#[derive(Clone, Copy)]
+struct RawStr<'a> {
+    bytes: &'a [u8],
+    escaped: bool,
+}
+
+struct RefScan<'a, 'h> {
+    b: &'a [u8],
+    i: usize,
+    found: bool,
+    hidden: &'h dyn Fn(Option<&str>) -> bool,
+}
+
+impl<'a> RefScan<'a, '_> {
+    fn skip_ws(&mut self) {
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), Unexpected> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Unexpected)
+        }
+    }
+
+    /// A string, the opening quote at `self.i`.
+    fn string(&mut self) -> Result<RawStr<'a>, Unexpected> {
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let rest = self.b.get(self.i..).ok_or(Unexpected)?;
+            let at = memchr::memchr2(b'"', b'\\', rest).ok_or(Unexpected)?;
+            self.i += at;
+            if self.b.get(self.i) == Some(&b'"') {
+                let bytes = self.b.get(start..self.i).ok_or(Unexpected)?;
+                self.i += 1;
+                return Ok(RawStr { bytes, escaped });
+            }
+            // A backslash: skip it and the byte it escapes.
+            escaped = true;
+            self.i += 2;
+        }
+    }
+
+    /// One value; its raw text when it is a string.
+    fn value(&mut self, parent: Parent, depth: usize) -> Result<Option<RawStr<'a>>, Unexpected> {
+        if depth > SCAN_MAX_DEPTH {
+            return Err(Unexpected);
+        }
+        match self.peek().ok_or(Unexpected)? {
+            b'{' => {
+                self.i += 1;
+                self.object(parent, depth)?;
+                Ok(None)
+            }
+            b'[' => {
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(None);
+                }
+                loop {
+                    self.value(parent, depth + 1)?;
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(None);
+                        }
+                        _ => return Err(Unexpected),
+                    }
+                }
+            }
+            b'"' => self.string().map(Some),
+            _ => {
+                // A number, `true`, `false` or `null`: up to the next delimiter.
+                while let Some(c) = self.b.get(self.i) {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn object(&mut self, parent: Parent, depth: usize) -> Result<(), Unexpected> {
+        let checked = parent == Parent::Other;
+        let mut reference_like = checked;
+        let mut names = false;
+        let mut seen = 0u8;
+        let mut reference: Option<RawStr<'a>> = None;
+        let mut declared: Option<RawStr<'a>> = None;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(Unexpected);
+            }
+            let key = self.string()?;
+            if key.escaped {
+                // The client reads the decoded name; this scan does not decode.
+                return Err(Unexpected);
+            }
+            let key = key.bytes;
+            self.expect(b':')?;
+            let child = match parent {
+                Parent::Top if key == b"text" || key == b"meta" => Parent::Skipped,
+                Parent::Skipped => Parent::Skipped,
+                _ => Parent::of(key),
+            };
+            if parent == Parent::Top && key == b"contained" {
+                self.found = true;
+            }
+            match REFERENCE_KEYS.iter().position(|k| *k == key) {
+                Some(i) => {
+                    let bit = 1u8 << i;
+                    if checked && seen & bit != 0 {
+                        // Read either way by the client's parser: let the parsed value decide.
+                        self.found = true;
+                    }
+                    seen |= bit;
+                    if key == b"display" || key == b"identifier" {
+                        names = true;
+                    }
+                }
+                None => reference_like = false,
+            }
+            let text = self.value(child, depth + 1)?;
+            if key == b"reference" {
+                reference = text;
+                reference_like &= text.is_some();
+            } else if key == b"type" {
+                declared = text;
+                reference_like &= text.is_some();
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return Err(Unexpected),
+            }
+        }
+        if reference_like && names {
+            if reference.is_some_and(|r| r.escaped) || declared.is_some_and(|t| t.escaped) {
+                return Err(Unexpected);
+            }
+            let as_str = |r: Option<RawStr<'a>>| r.and_then(|r| std::str::from_utf8(r.bytes).ok());
+            let target = as_str(reference)
+                .filter(|r| !(r.starts_with('#') || r.starts_with("urn:")))
+                .and_then(crate::enforce::literal_type)
+                .or_else(|| {
+                    as_str(declared)
+                        .and_then(|t| t.rsplit('/').next())
+                        .filter(|t| crate::enforce::is_type_name(t))
+                });
+            if (self.hidden)(target) {
+                self.found = true;
+            }
+        }
+        Ok(())
+    }
+}

@@ -34,6 +34,7 @@ pub use decision::{Concealment, Decision, DenyReason, ResponseCheck, WireOutcome
 pub use enforcer::{EnforceConfig, Enforcer, FilterReport};
 pub use grant::{Need, Permissions, ResourceGrant, ScopeContext};
 pub use redact::{REDACTED_CODE, REDACTED_SYSTEM};
+pub(crate) use redact::{is_type_name, literal_type};
 
 #[cfg(test)]
 mod tests;

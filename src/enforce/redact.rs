@@ -56,7 +56,7 @@ enum Target<'a> {
 
 /// The resource type of a literal reference: `Type/id`, `Type/id/_history/v`, or an absolute
 /// URL ending in one of those.
-fn literal_type(reference: &str) -> Option<&str> {
+pub(crate) fn literal_type(reference: &str) -> Option<&str> {
     let path = reference.split(['?', '#']).next().unwrap_or("");
     let path = match path.find("/_history/") {
         Some(i) => &path[..i],
@@ -67,22 +67,29 @@ fn literal_type(reference: &str) -> Option<&str> {
     segments.next().filter(|t| is_type_name(t))
 }
 
-fn is_type_name(s: &str) -> bool {
+pub(crate) fn is_type_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 /// `Some` when `map` is a reference that names something (`display` or `identifier`).
 fn naming_reference<'a>(map: &'a Map<String, Value>, parent_key: &str) -> Option<Target<'a>> {
-    if !(map.contains_key("display") || map.contains_key("identifier")) {
+    // One pass over the keys, the common case (a larger object, or one with a key a
+    // `Reference` does not have) leaving at once.
+    if map.len() > REFERENCE_KEYS.len() {
         return None;
+    }
+    let mut names = false;
+    for key in map.keys() {
+        match key.as_str() {
+            "display" | "identifier" => names = true,
+            k if REFERENCE_KEYS.contains(&k) => {}
+            _ => return None,
+        }
     }
     // A display-only `Coding` looks like a display-only reference; codings sit under
     // `coding` (and `valueCoding`-style choice elements).
-    if parent_key == "coding" || parent_key.ends_with("Coding") {
-        return None;
-    }
-    if !map.keys().all(|k| REFERENCE_KEYS.contains(&k.as_str())) {
+    if !names || parent_key == "coding" || parent_key.ends_with("Coding") {
         return None;
     }
     let reference = match map.get("reference") {
@@ -164,6 +171,21 @@ impl Enforcer<'_> {
                 })
             }),
             _ => self.names_hidden(value, key),
+        })
+    }
+
+    /// [`Enforcer::needs_redaction`] for the bytes of a returned resource of `resource_type`,
+    /// which serde_json has already parsed once (the guard's probe), without building it:
+    /// `false` only when nothing would be removed. A `true` may be conservative (withheld
+    /// elements of the type, contained resources, a repeated reference key, an escaped member
+    /// name): the parsed value then decides.
+    pub(crate) fn needs_redaction_bytes(&self, bytes: &[u8], resource_type: &str) -> bool {
+        if self.withheld_rules(resource_type).next().is_some() {
+            return true;
+        }
+        crate::json::scan_naming_references(bytes, &|target| match target {
+            Some(t) => !self.fully_visible(t),
+            None => true,
         })
     }
 
@@ -489,6 +511,134 @@ mod tests {
         assert!(obs.get("contained").is_none());
         assert_eq!(obs["performer"][0], json!({"reference": "#pr"}));
         assert_eq!(labels(&obs), vec![REDACTED_CODE]);
+    }
+
+    #[test]
+    fn the_byte_scan_sees_what_the_parsed_value_shows() {
+        let reg = CategoryRegistry::default_registry();
+        let e = enforcer(&reg, &["laboratory"]);
+        let scan = |json: &str| Some(e.needs_redaction_bytes(json.as_bytes(), "Observation"));
+        let obs = |performer: &str| {
+            format!(r#"{{"resourceType":"Observation","id":"o","performer":[{performer}]}}"#)
+        };
+        assert_eq!(scan(&obs(r#"{"reference":"Practitioner/1"}"#)), Some(false));
+        assert_eq!(
+            scan(&obs(r#"{"reference":"Practitioner/1","display":"Dr A"}"#)),
+            Some(true)
+        );
+        // An escaped member name is the same name to the client.
+        assert_eq!(
+            scan(&obs(r#"{"reference":"Practitioner/1","display":"Dr A"}"#)),
+            Some(true)
+        );
+        // A repeated key, however it would be read, sends the resource to the parser.
+        assert_eq!(
+            scan(&obs(
+                r#"{"type":{},"type":"Practitioner","display":"Dr A"}"#
+            )),
+            Some(true)
+        );
+        // Codings keep their display; a contained resource is decided on the value.
+        assert_eq!(
+            scan(r#"{"resourceType":"Observation","code":{"coding":[{"display":"Hb"}]}}"#),
+            Some(false)
+        );
+        assert_eq!(
+            scan(r#"{"resourceType":"Observation","contained":[]}"#),
+            Some(true)
+        );
+        // Truncated input cannot have been validated: parse it (and fail there).
+        assert_eq!(
+            scan(r#"{"resourceType":"Observation","performer":[{"#),
+            Some(true)
+        );
+        // Whitespace, numbers and nesting as serde_json accepts them.
+        assert_eq!(
+            scan(
+                " {\"resourceType\" : \"Observation\" ,\n \"valueQuantity\":{\"value\":-1.5e3},\"x\":[true,null,[ ]],\"performer\" : [ { \"reference\" : \"Practitioner/1\" , \"display\" : \"A \\\" B\" } ] } "
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            scan(r#"{"resourceType":"Observation","note":[{"text":"a \" }{ b"}],"x":{}}"#),
+            Some(false)
+        );
+        // A type with withheld elements is always parsed.
+        assert!(e.needs_redaction_bytes(br#"{"resourceType":"Patient","id":"355"}"#, "Patient"));
+    }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-1000i64..1000).prop_map(Value::from),
+            prop::sample::select(vec![
+                "Practitioner/p1",
+                "Patient/355",
+                "https://e/fhir/Organization/o1/_history/2",
+                "urn:uuid:1",
+                "#c1",
+                "Observation/o9",
+                "Practitioner",
+                "a \"quoted\" \\ name",
+                "",
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop::sample::select(vec![
+                "reference",
+                "display",
+                "identifier",
+                "type",
+                "id",
+                "extension",
+                "coding",
+                "valueCoding",
+                "performer",
+                "subject",
+                "system",
+                "code",
+                "text",
+                "meta",
+                "note",
+            ]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys, inner, 0..5).prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+        /// The byte scan and the parsed value agree on whether anything would be removed.
+        #[test]
+        fn the_byte_scan_agrees_with_the_value(body in arbitrary_json(), pretty in proptest::prelude::any::<bool>()) {
+            let reg = CategoryRegistry::default_registry();
+            let mut resource = json!({"resourceType": "Observation", "id": "o"});
+            if let Value::Object(members) = body {
+                for (k, v) in members {
+                    resource[k] = v;
+                }
+            }
+            let bytes = if pretty {
+                serde_json::to_vec_pretty(&resource).unwrap()
+            } else {
+                serde_json::to_vec(&resource).unwrap()
+            };
+            for granted in [&["laboratory"][..], &["laboratory", "care-providers", "demographics"]] {
+                let e = enforcer(&reg, granted);
+                proptest::prop_assert_eq!(
+                    e.needs_redaction_bytes(&bytes, "Observation"),
+                    e.needs_redaction(&resource),
+                    "{}", String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
     }
 
     #[test]

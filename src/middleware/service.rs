@@ -58,7 +58,6 @@ type TypedScopes = Arc<(
 /// the type, the id (a Patient's own compartment), the granular-scope constraint elements and
 /// the patient-reference elements of the compartment check. Everything else in a returned
 /// resource is skipped (validated as JSON, not built), so a large resource costs little.
-#[cfg(test)]
 const PROBE_ELEMENTS: &[&str] = &[
     "resourceType",
     "id",
@@ -75,11 +74,8 @@ const PROBE_ELEMENTS: &[&str] = &[
     "target",
 ];
 
-/// What a pruned probe must keep of a returned resource for the response check to decide as
-/// on the whole one: [`PROBE_ELEMENTS`] and the elements the registry's rules read. The guard
-/// itself parses returned bytes in full (redaction reads every reference); the test below
-/// keeps the probe's list honest for hosts that classify bytes.
-#[cfg(test)]
+/// What the response check keeps of a returned resource: [`PROBE_ELEMENTS`] and the elements
+/// the registry's rules read.
 fn probe_fields(registry: &crate::category::CategoryRegistry) -> Vec<String> {
     let mut fields: Vec<String> = PROBE_ELEMENTS.iter().map(|s| (*s).to_owned()).collect();
     for name in &registry.element_names {
@@ -95,6 +91,8 @@ const SCOPE_CACHE_CAPACITY: usize = 1024;
 
 pub(crate) struct Shared {
     pub(crate) config: GuardConfig,
+    /// The top-level elements enforcement and classification read from a returned resource.
+    probe_fields: Vec<String>,
     scopes: std::sync::RwLock<std::collections::HashMap<String, TypedScopes>>,
     semaphore: Option<Arc<Semaphore>>,
     id_prefix: String,
@@ -115,8 +113,10 @@ impl Shared {
                 // Uniqueness, not secrecy, is what a correlation id needs.
                 Err(_) => format!("{:012x}", config.clock.now().unix_timestamp_nanos() as u64),
             };
+        let probe_fields = probe_fields(&config.registry);
         let api_methods = config.sanitizer.config().methods().iter().collect();
         Self {
+            probe_fields,
             api_methods,
             scopes: std::sync::RwLock::new(std::collections::HashMap::new()),
             semaphore: config.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
@@ -599,22 +599,6 @@ impl Returned {
     }
 }
 
-/// A returned resource being checked: parsed from the handler's bytes (kept, to be sent
-/// unchanged), or the handler's own value.
-enum Held {
-    Parsed(Value, Bytes),
-    Shared(Arc<Value>),
-}
-
-impl Held {
-    fn value(&self) -> &Value {
-        match self {
-            Held::Parsed(value, _) => value,
-            Held::Shared(value) => value,
-        }
-    }
-}
-
 /// The largest buffer a serialisation starts with, however large the last body was.
 const BODY_HINT_MAX: usize = 64 * 1024;
 
@@ -840,36 +824,48 @@ impl Shared {
                 body.into_bytes(self)
             }
             ResponseCheck::Resource => {
-                // Bytes are parsed in full: the check classifies them, and what the resource
-                // names outside the grant must be found before they are sent.
-                let held = match body {
-                    Returned::Bytes(bytes) => match serde_json::from_slice(&bytes) {
-                        Ok(value) => Held::Parsed(value, bytes),
-                        Err(_) => {
-                            return Err(GuardRejection::ResponseDenied(DenyReason::Unclassifiable));
-                        }
-                    },
-                    Returned::Value(value) => Held::Shared(value),
+                let unchanged = if narrowed {
+                    PolicyDecision::Narrowed { withheld: 0 }
+                } else {
+                    PolicyDecision::Permit
                 };
-                enforcer
-                    .check_read_view_into(request, held.value(), &mut trail.categories)
-                    .map_err(GuardRejection::ResponseDenied)?;
-                // Visible as a whole; what it names outside the grant is removed. Bytes that
-                // need no change are sent as they came.
-                if !enforcer.needs_redaction(held.value()) {
-                    trail.decision = Some(if narrowed {
-                        PolicyDecision::Narrowed { withheld: 0 }
-                    } else {
-                        PolicyDecision::Permit
-                    });
-                    return match held {
-                        Held::Parsed(_, bytes) => Ok(bytes),
-                        Held::Shared(value) => self.serialize(&value),
-                    };
-                }
-                let mut value = match held {
-                    Held::Parsed(value, _) => value,
-                    Held::Shared(value) => Arc::unwrap_or_clone(value),
+                // Visible as a whole; what it names outside the grant is removed before it is
+                // sent. Bytes are read twice without being built (the pruned probe for the
+                // check, a scan for what redaction would remove) and parsed only when
+                // something must go.
+                let mut value = match body {
+                    Returned::Bytes(bytes) => {
+                        let resource = crate::json::probe(&bytes, &self.probe_fields)
+                            .ok_or(GuardRejection::ResponseDenied(DenyReason::Unclassifiable))?;
+                        enforcer
+                            .check_read_view_into(request, &resource, &mut trail.categories)
+                            .map_err(GuardRejection::ResponseDenied)?;
+                        let resource_type = crate::json::JsonView::get(&resource, "resourceType")
+                            .and_then(crate::json::JsonView::as_str)
+                            .unwrap_or("");
+                        if !enforcer.needs_redaction_bytes(&bytes, resource_type) {
+                            trail.decision = Some(unchanged);
+                            return Ok(bytes);
+                        }
+                        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                            GuardRejection::ResponseDenied(DenyReason::Unclassifiable)
+                        })?;
+                        if !enforcer.needs_redaction(&value) {
+                            trail.decision = Some(unchanged);
+                            return Ok(bytes);
+                        }
+                        value
+                    }
+                    Returned::Value(value) => {
+                        enforcer
+                            .check_read_view_into(request, &*value, &mut trail.categories)
+                            .map_err(GuardRejection::ResponseDenied)?;
+                        if !enforcer.needs_redaction(&value) {
+                            trail.decision = Some(unchanged);
+                            return self.serialize(&value);
+                        }
+                        Arc::unwrap_or_clone(value)
+                    }
                 };
                 enforcer.redact(&mut value);
                 trail.decision = Some(PolicyDecision::Narrowed { withheld: 0 });
@@ -1684,7 +1680,7 @@ mod tests {
                 _ => {}
             }
         }
-        let (mut compared, mut allowed) = (0, 0);
+        let (mut compared, mut allowed, mut redacted) = (0, 0, 0);
         for bundle in [
             include_str!("../../tests/fixtures/uscore_bundle_patient_355.json"),
             include_str!("../../tests/fixtures/uscore_bundle_patient_85.json"),
@@ -1745,6 +1741,26 @@ mod tests {
                     .into_iter()
                     .collect();
                     assert_eq!(disclosed, expected, "{ty} under {scope}");
+                    // The byte scan answers as the parsed value (exactly, unless the type has
+                    // withheld elements or the resource contains others, where it may only
+                    // say "parse it"), also with a name added to the subject reference.
+                    let mut named = whole.clone();
+                    if let Some(subject) = named.get_mut("subject").and_then(Value::as_object_mut) {
+                        subject.insert("display".into(), Value::from("Amy Shaw"));
+                    }
+                    for resource in [whole, &named] {
+                        let bytes = serde_json::to_vec(resource).unwrap();
+                        let scanned = enforcer.needs_redaction_bytes(&bytes, ty);
+                        let needed = enforcer.needs_redaction(resource);
+                        let exact = registry.withheld().iter().all(|w| w.resource_type != ty)
+                            && resource.get("contained").is_none();
+                        if exact {
+                            assert_eq!(scanned, needed, "{ty} under {scope}");
+                        } else {
+                            assert!(scanned || !needed, "{ty} under {scope}");
+                        }
+                        redacted += usize::from(needed);
+                    }
                     compared += 1;
                     allowed += usize::from(decision.is_ok());
                 }
@@ -1754,6 +1770,10 @@ mod tests {
         assert!(
             compared > 100 && allowed > 20 && allowed < compared,
             "{allowed}/{compared}"
+        );
+        assert!(
+            redacted > 20 && redacted < 2 * compared,
+            "{redacted}/{compared}"
         );
     }
 

@@ -1036,10 +1036,15 @@ fn accepts_fhir_json(headers: &HeaderMap) -> bool {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or("").trim();
             let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
+                let (name, value) = p.split_once('=').unwrap_or((p, ""));
+                let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+                if name.eq_ignore_ascii_case("q") {
+                    value.parse::<f32>().ok().is_some_and(|q| q <= 0.0)
+                } else {
+                    // FHIR's version parameter (http.html#version-parameter): this API
+                    // speaks R4 only, so another version is not acceptable (406).
+                    name.eq_ignore_ascii_case("fhirVersion") && !is_r4_version(value)
+                }
             });
             let json = [
                 "application/fhir+json",
@@ -1059,6 +1064,11 @@ fn accepts_fhir_json(headers: &HeaderMap) -> bool {
     }
     // Only unreadable values: treat as no Accept at all.
     !readable
+}
+
+/// Whether a `fhirVersion` media-type parameter names R4 (`4.0`, or the full `4.0.1`).
+fn is_r4_version(value: &str) -> bool {
+    matches!(value, "4.0" | "4.0.1")
 }
 
 fn check_headers(
@@ -1096,7 +1106,7 @@ fn media_type(headers: &HeaderMap) -> Result<Option<String>, SanitizeError> {
     let mt = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     for p in parts {
         let p = p.trim().to_ascii_lowercase();
-        if p != "charset=utf-8" && p != "fhirversion=4.0" {
+        if p != "charset=utf-8" && p != "fhirversion=4.0" && p != "fhirversion=4.0.1" {
             return Err(SanitizeError::UnsupportedMediaType);
         }
     }
@@ -1356,7 +1366,17 @@ pub fn check_json_depth(body: &[u8], max: usize) -> Result<(), SanitizeError> {
 fn general_param(name: &str, value: &str) -> Result<bool, SanitizeError> {
     match name {
         "_format" => {
-            let media = value.split(';').next().unwrap_or("").trim();
+            let mut parts = value.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let other_version = parts.any(|p| {
+                p.split_once('=').is_some_and(|(n, v)| {
+                    n.trim().eq_ignore_ascii_case("fhirVersion")
+                        && !is_r4_version(v.trim().trim_matches('"'))
+                })
+            });
+            if other_version {
+                return Err(SanitizeError::UnsupportedFormat);
+            }
             let json = [
                 "json",
                 "application/json",
@@ -1511,6 +1531,8 @@ mod tests {
         for ok in [
             "application/fhir+json",
             "application/fhir+json; fhirVersion=4.0",
+            "application/fhir+json;fhirversion=\"4.0.1\"",
+            "application/fhir+json; fhirVersion=3.0, application/fhir+json; fhirVersion=4.0",
             "application/json",
             "*/*",
             "application/*",
@@ -1526,6 +1548,8 @@ mod tests {
             "text/turtle",
             "application/fhir+json;q=0, application/fhir+xml",
             "text/html",
+            "application/fhir+json; fhirVersion=3.0",
+            "application/fhir+json;fhirVersion=5.0, application/json; fhirVersion=1.0",
         ] {
             assert_eq!(
                 get(refused).unwrap_err(),
@@ -1533,6 +1557,26 @@ mod tests {
                 "{refused}"
             );
         }
+        // `_format` naming another FHIR version is refused like another format.
+        assert_eq!(
+            s().parse_parts(
+                &Method::GET,
+                "/fhir/Patient/1?_format=application/fhir%2Bjson;fhirVersion=3.0",
+                &HeaderMap::new(),
+                b""
+            )
+            .unwrap_err(),
+            SanitizeError::UnsupportedFormat
+        );
+        assert!(
+            s().parse_parts(
+                &Method::GET,
+                "/fhir/Patient/1?_format=application/fhir%2Bjson;fhirVersion=4.0",
+                &HeaderMap::new(),
+                b""
+            )
+            .is_ok()
+        );
         // `_format` overrides `Accept`.
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -186,6 +186,8 @@ pub struct WireOutcome {
 pub(crate) fn outcome(status: StatusCode) -> WireOutcome {
     let (code, text) = if status == StatusCode::NOT_FOUND {
         ("not-found", "Resource not found")
+    } else if status == StatusCode::BAD_REQUEST {
+        ("not-supported", "Parameter not supported")
     } else {
         ("forbidden", "Access denied")
     };

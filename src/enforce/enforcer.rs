@@ -214,10 +214,14 @@ impl<'r> Enforcer<'r> {
     // -----------------------------------------------------------------------------------------
 
     /// The generic outcome for a refusal: data-dependent refusals look exactly like
-    /// [`Enforcer::missing_outcome`]; request-level refusals are `403` with a fixed text.
+    /// [`Enforcer::missing_outcome`]; a parameter enforcement cannot make safe is `400`
+    /// `not-supported` (FHIR's strict handling, as the guard answers it); other request-level
+    /// refusals are `403` with a fixed text.
     pub fn wire_outcome(&self, reason: &DenyReason) -> WireOutcome {
         if reason.depends_on_data() {
             self.missing_outcome()
+        } else if matches!(reason, DenyReason::UnsupportedParameter { .. }) {
+            outcome(StatusCode::BAD_REQUEST)
         } else {
             outcome(StatusCode::FORBIDDEN)
         }

@@ -220,6 +220,12 @@ fn probing_parameters_are_refused() {
     ));
     assert!(read(&[("_summary", None, "false")]).is_none());
     assert!(read(&[]).is_none());
+    // Shown as FHIR's strict handling of an unsupported parameter, as the guard shows it.
+    let wire = e.wire_outcome(&DenyReason::UnsupportedParameter {
+        name: "_elements".into(),
+    });
+    assert_eq!(wire.status, http::StatusCode::BAD_REQUEST);
+    assert_eq!(wire.body["issue"][0]["code"], "not-supported");
     // Without demographics, a chain into Patient is refused.
     let e2 = Enforcer::new(
         &reg,

@@ -1483,10 +1483,9 @@ fn actor(
 mod tests {
     use super::*;
 
-    #[test]
-    fn narrowing_is_appended_escaped() {
-        let uri: Uri = "/fhir/Observation?code=1234-5".parse().unwrap();
-        let add = vec![
+    /// A patient and a category list with a comma inside a value.
+    fn sample_narrowing() -> Vec<SearchParam> {
+        vec![
             SearchParam {
                 name: "patient".into(),
                 modifier: None,
@@ -1497,7 +1496,13 @@ mod tests {
                 modifier: None,
                 values: vec!["http://x.org/cs|vital-signs".into(), "a,b".into()],
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn narrowing_is_appended_escaped() {
+        let uri: Uri = "/fhir/Observation?code=1234-5".parse().unwrap();
+        let add = sample_narrowing();
         let out = append_query(&uri, &add).unwrap();
         assert_eq!(
             out.to_string(),
@@ -1512,18 +1517,7 @@ mod tests {
 
     #[test]
     fn links_lose_the_narrowing_and_keep_paging() {
-        let add = vec![
-            SearchParam {
-                name: "patient".into(),
-                modifier: None,
-                values: vec!["Patient/355".into()],
-            },
-            SearchParam {
-                name: "category".into(),
-                modifier: None,
-                values: vec!["http://x.org/cs|vital-signs".into(), "a,b".into()],
-            },
-        ];
+        let add = sample_narrowing();
         let uri: Uri = "/fhir/Observation?code=1234-5".parse().unwrap();
         let narrowed = append_query(&uri, &add).unwrap().to_string();
         let next = format!("https://ehr.example{narrowed}&_offset=20");

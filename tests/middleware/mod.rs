@@ -13,7 +13,6 @@ use fhirguard::abuse::{
     EndpointClass, KeyKind, Limit, MemoryRateLimitStore, RateLimitPolicy, RateLimiter,
 };
 use fhirguard::audit::{DenyReason, EventKind, Outcome, PolicyDecision};
-use fhirguard::enforce::{Concealment, EnforceConfig};
 use fhirguard::middleware::CorsPolicy;
 use http::{Method, StatusCode, header};
 use serde_json::Value;
@@ -321,28 +320,6 @@ async fn fhir_json_answers_are_checked_and_sent_from_the_value() {
         records[2].record().outcome,
         Outcome::Denied(DenyReason::CategoryNotGranted)
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concealment_as_forbidden() {
-    let s = TestServer::start(Options {
-        enforce: EnforceConfig {
-            concealment: Concealment::Forbidden,
-            ..EnforceConfig::default()
-        },
-        ..Options::default()
-    })
-    .await;
-    let token = s.token();
-    let lab = s
-        .get(&format!("/fhir/Observation/{LAB_355}"), Some(&token))
-        .await;
-    let missing = s
-        .get("/fhir/Observation/does-not-exist", Some(&token))
-        .await;
-    assert_eq!(lab.status, StatusCode::FORBIDDEN);
-    assert_eq!(missing.status, StatusCode::FORBIDDEN);
-    assert_eq!(lab.raw, missing.raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

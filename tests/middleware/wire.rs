@@ -83,6 +83,7 @@ async fn concealed_403s_carry_no_challenge() {
         .get("/fhir/Observation/does-not-exist", Some(&token))
         .await;
     assert_eq!(lab.status, StatusCode::FORBIDDEN);
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
     assert!(lab.headers.get(header::WWW_AUTHENTICATE).is_none());
     assert_eq!(lab.raw, missing.raw);
     assert_eq!(stable(&lab.headers), stable(&missing.headers));

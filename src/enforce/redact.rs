@@ -437,6 +437,15 @@ mod tests {
         });
     }
 
+    fn identifier_values(resource: &Value) -> Vec<&str> {
+        resource["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["value"].as_str())
+            .collect()
+    }
+
     #[test]
     fn demographics_withhold_government_ids_and_contacts() {
         let reg = CategoryRegistry::default_registry();
@@ -460,13 +469,7 @@ mod tests {
         let mut p = patient.clone();
         assert!(demo.needs_redaction(&p));
         demo.redact(&mut p);
-        let values: Vec<&str> = p["identifier"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["value"].as_str())
-            .collect();
-        assert_eq!(values, vec!["mrn-1"]);
+        assert_eq!(identifier_values(&p), vec!["mrn-1"]);
         assert!(p.get("contact").is_none());
         assert_eq!(
             p["generalPractitioner"][0],
@@ -488,13 +491,7 @@ mod tests {
         wide.redact(&mut p);
         assert_eq!(p["contact"], patient["contact"]);
         assert_eq!(p["generalPractitioner"], patient["generalPractitioner"]);
-        let values: Vec<&str> = p["identifier"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["value"].as_str())
-            .collect();
-        assert_eq!(values, vec!["mrn-1", "1EG4TE5MK73"]);
+        assert_eq!(identifier_values(&p), vec!["mrn-1", "1EG4TE5MK73"]);
     }
 
     #[test]

@@ -217,11 +217,16 @@ impl ResourceScope {
         })
     }
 
-    /// The scope granting exactly what both grant, or `None` if they share nothing.
+    /// The scope granting what both grant, or `None` if they share nothing.
     ///
     /// Types meet (`*` ∩ `Observation` = `Observation`), permissions intersect, filters are
-    /// ANDed (same-name filters keep the common alternatives; none in common means nothing is
-    /// shared). The result is v1 only if both were v1 and v1 can still say it.
+    /// ANDed. A filter the other side implies (same parameter, a subset of its alternatives)
+    /// gives way to the narrower one; the remaining same-name filters of the two sides keep
+    /// their common alternatives, and none in common means nothing is shared. That last rule
+    /// grants less than the exact meet for a repeating element (an Observation coded both
+    /// `category=a` and `category=b` meets both scopes), never more. Filters of one side are
+    /// not merged with each other. The result is v1 only if both were v1 and v1 can still say
+    /// it.
     pub fn intersect(&self, other: &ResourceScope) -> Option<ResourceScope> {
         if self.context != other.context {
             return None;
@@ -231,17 +236,36 @@ impl ResourceScope {
         if permissions.is_empty() {
             return None;
         }
-        let mut filters: Vec<Filter> = Vec::new();
-        for mine in &self.filters {
-            let mut merged = mine.clone();
-            for theirs in other.filters.iter().filter(|t| t.name() == mine.name()) {
-                merged = merged.intersect_values(theirs)?;
+        let implied_by = |f: &Filter, side: &[Filter], strictly: bool| {
+            side.iter().any(|g| {
+                g.name() == f.name()
+                    && f.values_superset_of(g)
+                    && !(strictly && g.values_superset_of(f))
+            })
+        };
+        // Of two equal filters, ours gives way.
+        let mine: Vec<&Filter> = self
+            .filters
+            .iter()
+            .filter(|f| !implied_by(f, &other.filters, false))
+            .collect();
+        let theirs: Vec<&Filter> = other
+            .filters
+            .iter()
+            .filter(|f| !implied_by(f, &self.filters, true))
+            .collect();
+        let mut filters: Vec<Filter> = Vec::with_capacity(mine.len() + theirs.len());
+        for m in &mine {
+            let mut merged = (*m).clone();
+            for t in theirs.iter().filter(|t| t.name() == m.name()) {
+                merged = merged.intersect_values(t)?;
             }
             filters.push(merged);
         }
-        for theirs in &other.filters {
-            if !self.filters.iter().any(|m| m.name() == theirs.name()) {
-                filters.push(theirs.clone());
+        for t in &theirs {
+            // Merged into ours above (and implied by the result) when ours names it too.
+            if !mine.iter().any(|m| m.name() == t.name()) {
+                filters.push((*t).clone());
             }
         }
         let syntax = if self.syntax == Syntax::V1

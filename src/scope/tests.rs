@@ -463,3 +463,22 @@ fn uri_representation_round_trips() {
         Err(ScopeError::PermissionsOutOfOrder)
     );
 }
+
+#[test]
+fn intersection_with_a_covered_scope_is_that_scope() {
+    // Two filters on one parameter are an AND of their own; a wider filter of the other side
+    // gives way instead of emptying them (a proptest found `category=b` meeting
+    // `category=b&category=final` as nothing).
+    let a = r("system/*.rud?category=b");
+    let b = r("system/*.ru?category=b&category=final");
+    assert!(a.covers(&b));
+    let i = a.intersect(&b).unwrap();
+    assert!(i.covers(&b) && b.covers(&i), "{i}");
+    assert_eq!(
+        r("patient/*.rs?category=a,b")
+            .intersect(&r("patient/Observation.rs?category=b&status=final"))
+            .unwrap()
+            .to_string(),
+        "patient/Observation.rs?category=b&status=final"
+    );
+}

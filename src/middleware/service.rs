@@ -286,27 +286,91 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The instance that was polled ready serves this request; the clone stays for the next.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let head = req.method() == Method::HEAD;
-        let answer = run(Arc::clone(&self.shared), inner, req);
+        let shared = Arc::clone(&self.shared);
+        let (parts, body) = req.into_parts();
+        // Everything up to the handler is synchronous and runs here, and so does the call of
+        // the handler when the request has no body: the future boxed below only holds the
+        // handler's future and what checking its answer needs (a future that held the whole
+        // pipeline would be a few kilobytes, allocated and copied on every request).
+        let trail = match shared.begin(&parts) {
+            Ok(trail) => trail,
+            Err(answer) => return ResponseFuture::ready(answer, head),
+        };
+        let state: BoxedAnswer<S::Error> = if body.is_end_stream() {
+            match shared.prepare(trail, parts, Bytes::new()) {
+                Step::Answered(answer) => return ResponseFuture::ready(answer, head),
+                Step::Handle(request, pending) => {
+                    Box::pin(handle(shared, self.inner.call(request), pending))
+                }
+                Step::Public(public) => {
+                    let inner = self.take_ready_inner();
+                    Box::pin(async move {
+                        let (trail, parts, bytes) = *public;
+                        serve_public(&shared, trail, inner, parts, bytes).await
+                    })
+                }
+            }
+        } else {
+            let mut inner = self.take_ready_inner();
+            Box::pin(async move {
+                let max_body = shared.config.sanitizer.config().limits.max_body_bytes;
+                let bytes = match read_request_body(body, &parts.headers, max_body).await {
+                    Ok(bytes) => bytes,
+                    Err(rejection) => return Ok(shared.reject(trail, rejection)),
+                };
+                match shared.prepare(trail, parts, bytes) {
+                    Step::Answered(answer) => Ok(answer),
+                    Step::Handle(request, pending) => {
+                        let answer = inner.call(request);
+                        handle(shared, answer, pending).await
+                    }
+                    Step::Public(public) => {
+                        let (trail, parts, bytes) = *public;
+                        serve_public(&shared, trail, inner, parts, bytes).await
+                    }
+                }
+            })
+        };
         ResponseFuture {
-            inner: Box::pin(async move {
-                let response = answer.await?;
-                Ok(if head {
-                    without_body(response)
-                } else {
-                    response
-                })
-            }),
+            state: Answer::Pending(state),
+            head,
         }
     }
 }
 
+impl<S: Clone> GuardService<S> {
+    /// The instance that was polled ready, to call later (after the request body is read);
+    /// a clone stays for the next request.
+    fn take_ready_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+type BoxedAnswer<E> = Pin<Box<dyn Future<Output = Result<Response<GuardBody>, E>> + Send>>;
+
 /// The response future of [`GuardService`].
 pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<GuardBody>, E>> + Send>>,
+    state: Answer<E>,
+    /// A HEAD request: the answer is the GET's without the body.
+    head: bool,
+}
+
+enum Answer<E> {
+    /// Answered before the handler (a refusal, a preflight): no allocation.
+    Ready(Option<Response<GuardBody>>),
+    /// Waiting for the handler (or the request body).
+    Pending(BoxedAnswer<E>),
+}
+
+impl<E> ResponseFuture<E> {
+    fn ready(response: Response<GuardBody>, head: bool) -> Self {
+        Self {
+            state: Answer::Ready(Some(response)),
+            head,
+        }
+    }
 }
 
 impl<E> fmt::Debug for ResponseFuture<E> {
@@ -319,7 +383,26 @@ impl<E> Future for ResponseFuture<E> {
     type Output = Result<Response<GuardBody>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        let this = &mut *self;
+        let answer = match &mut this.state {
+            // Polled again after completing: a pending future that never resolves, as a
+            // completed `Ready` would panic instead.
+            Answer::Ready(response) => match response.take() {
+                Some(response) => Ok(response),
+                None => return Poll::Pending,
+            },
+            Answer::Pending(future) => match future.as_mut().poll(cx) {
+                Poll::Ready(answer) => answer,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready(answer.map(|response| {
+            if this.head {
+                without_body(response)
+            } else {
+                response
+            }
+        }))
     }
 }
 
@@ -342,241 +425,322 @@ struct Trail {
     actor: Option<Actor>,
     categories: BTreeSet<CategoryId>,
     decision: Option<PolicyDecision>,
+    /// The concurrency limit's permit, held until the request's record is written.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
-async fn run<S, B, RB>(
+/// Where the synchronous part of the pipeline ([`Shared::prepare`]) left a request.
+enum Step {
+    /// Answered by the guard (a refusal).
+    Answered(Response<GuardBody>),
+    /// A public path (`/metadata`, discovery): the handler answers, under public headers.
+    /// Boxed: rare, and the largest.
+    Public(Box<(Trail, Parts, Bytes)>),
+    /// Authorized and narrowed: the handler is asked, and its answer checked.
+    Handle(Request<GuardBody>, Box<Pending>),
+}
+
+/// What checking the handler's answer needs, kept while the handler runs. Boxed: a small
+/// allocation rather than a larger future.
+struct Pending {
+    trail: Trail,
+    check: ResponseCheck,
+    /// The parameters enforcement added, to take out of a Bundle's links again.
+    narrowing: Vec<SearchParam>,
+    /// What the enforcer is rebuilt from.
+    typed: TypedScopes,
+    approved: Approved,
+    patient: Option<PatientId>,
+}
+
+/// The request's enforcer, built from what [`Shared::authorize`] found.
+fn enforcer<'a>(
+    config: &'a GuardConfig,
+    typed: &'a TypedScopes,
+    approved: &'a Approved,
+    patient: Option<PatientId>,
+) -> Enforcer<'a> {
+    Enforcer::with_granted(
+        &config.registry,
+        typed.0.as_slice(),
+        patient,
+        Cow::Borrowed(approved.set()),
+        config.enforce,
+    )
+}
+
+/// Waits for the handler, reads what it returned and answers with what the grant shows.
+async fn handle<F, RB, E>(
     shared: Arc<Shared>,
-    inner: S,
-    req: Request<B>,
-) -> Result<Response<GuardBody>, S::Error>
+    answer: F,
+    pending: Box<Pending>,
+) -> Result<Response<GuardBody>, E>
 where
-    S: Service<Request<GuardBody>, Response = Response<RB>> + Send + 'static,
-    S::Future: Send,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: Body,
     RB::Error: Into<BoxError>,
 {
-    let config = &shared.config;
-    let now = config.clock.now();
-    let (parts, body) = req.into_parts();
-    let public = is_public(config, parts.uri.path());
-    let mut trail = Trail {
-        time: now,
-        method: HttpMethod::from(&parts.method),
-        source: peer_addr(&parts.extensions),
-        origin: parts.headers.get(header::ORIGIN).cloned(),
-        cors: if public {
-            CorsClass::Public
-        } else {
-            CorsClass::Registered
-        },
-        request_id: shared.next_request_id(),
-        request: None,
-        client: None,
-        grant: None,
-        patient: None,
-        actor: None,
-        categories: BTreeSet::new(),
-        decision: None,
-    };
-
-    let _permit: Option<OwnedSemaphorePermit> = match &shared.semaphore {
-        Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => return Ok(shared.reject(trail, GuardRejection::Overloaded)),
-        },
-        None => None,
-    };
-
-    // CORS preflight: answered here, never by the handler.
-    if parts.method == Method::OPTIONS
-        && parts
-            .headers
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        return Ok(shared.preflight(trail, &parts));
-    }
-
-    // Rate limit by address before spending anything on the request.
-    if let (Some(limiter), Some(ip)) = (&config.rate_limiter, trail.source) {
-        if let Err(rejection) = check_limit(
-            limiter.as_ref(),
-            EndpointClass::FhirRead,
-            &[LimitKey::Address(ip)],
-            now,
-        ) {
-            return Ok(shared.reject(trail, rejection));
-        }
-    }
-
-    let max_body = config.sanitizer.config().limits.max_body_bytes;
-    let bytes = match read_request_body(body, &parts.headers, max_body).await {
-        Ok(bytes) => bytes,
-        Err(rejection) => return Ok(shared.reject(trail, rejection)),
-    };
-
-    if public {
-        return serve_public(shared.as_ref(), trail, inner, parts, bytes).await;
-    }
-
-    // 1. Sanitize.
-    let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let sanitized =
-        match config
-            .sanitizer
-            .parse_parts(&parts.method, target, &parts.headers, &bytes)
-        {
-            Ok(s) => s,
-            Err(e) => return Ok(shared.reject(trail, GuardRejection::Sanitize(e))),
-        };
-    let max_count = config.sanitizer.config().limits.max_count;
-    let capped = counts_at(&sanitized.request, &sanitized.typed, max_count);
-    let post_search = parts.method == Method::POST
-        && matches!(
-            sanitized.request.interaction,
-            Interaction::SearchType | Interaction::SearchSystem
-        );
-    let request = sanitized.request;
-
-    // 2–3. Token and grant.
-    let authorized = match shared.authorize(&mut trail, &parts.headers, now) {
-        Ok(a) => a,
-        Err(rejection) => {
-            trail.request = Some(Arc::new(request));
-            return Ok(shared.reject(trail, rejection));
-        }
-    };
-
-    // 4. Enforce: decide, narrow.
-    let enforcer = Enforcer::with_granted(
-        &config.registry,
-        authorized.typed.0.as_slice(),
-        authorized.patient.clone(),
-        Cow::Borrowed(authorized.categories.set()),
-        config.enforce,
-    );
-    let (narrowing, check) = match enforcer.decide(&request) {
-        Decision::Allow { response } => (Vec::new(), response),
-        Decision::Narrow { add, response } => (add, response),
-        Decision::Deny(reason) => {
-            trail.request = Some(Arc::new(request));
-            return Ok(shared.reject(trail, GuardRejection::Denied(reason)));
-        }
-    };
-    // The handler gets the narrowed request; the audit record keeps the one the client sent
-    // (the same one, shared, when nothing was added).
-    let sent = Arc::new(request);
-    let narrowed = if narrowing.is_empty() {
-        Arc::clone(&sent)
-    } else {
-        let mut narrowed = FhirRequest::clone(&sent);
-        narrowed.params.extend(narrowing.iter().cloned());
-        Arc::new(narrowed)
-    };
-    trail.request = Some(sent);
-    // The handler's Bundle links repeat the narrowing; it is taken out of them again.
-    let link_narrowing = narrowing.clone();
-    let mut parts = parts;
-    // The sanitizer capped a `_count` above the maximum in the typed request; the raw query
-    // (and a POST search's form) the handler may read must say the same.
-    let bytes = match cap_counts(&mut parts, &capped, max_count, post_search, bytes) {
-        Some(bytes) => bytes,
-        None => return Ok(shared.reject(trail, GuardRejection::NarrowingFailed)),
-    };
-    if !narrowing.is_empty() {
-        match append_query(&parts.uri, &narrowing) {
-            Some(uri) => parts.uri = uri,
-            None => return Ok(shared.reject(trail, GuardRejection::NarrowingFailed)),
-        }
-    }
-    parts.extensions.insert(GuardContext {
-        patient: authorized.patient,
-        client_id: authorized.client_id,
-        grant_id: trail.grant.clone(),
-        categories: authorized.categories.set().clone(),
-        scopes: Arc::clone(&authorized.typed.1),
-        request: narrowed,
-        narrowing,
-        fhir_user: authorized.fhir_user,
-        request_id: trail.request_id.clone(),
-    });
-
-    // 5. The host's handler.
-    head_as_get(&mut parts);
-    let mut inner = inner;
-    let response = inner
-        .call(Request::from_parts(parts, Full::new(bytes)))
-        .await?;
-
-    // 6. Filter what it returned.
+    let response = answer.await?;
     let (mut rparts, rbody) = response.into_parts();
     if rparts.status.is_client_error() || rparts.status.is_server_error() {
         // The body is replaced, so it is not read.
-        return Ok(shared.handler_error(trail, rparts.status, &enforcer, check));
+        return Ok(shared.handler_error(pending, rparts.status));
     }
     let body = match rparts.extensions.remove::<TypedResource>() {
         Some(TypedResource(value)) => {
             // What is sent is written from this value: the body is dropped unread.
             drop(rbody);
             if rparts.headers.contains_key(header::CONTENT_ENCODING) {
-                return Ok(shared.reject(trail, GuardRejection::UpstreamResponse));
+                return Ok(shared.reject(pending.trail, GuardRejection::UpstreamResponse));
             }
             Returned::Value(value)
         }
-        None => match Limited::new(rbody, config.max_response_bytes)
+        None => match Limited::new(rbody, shared.config.max_response_bytes)
             .collect()
             .await
         {
             Ok(collected) => Returned::Bytes(collected.to_bytes()),
-            Err(_) => return Ok(shared.reject(trail, GuardRejection::UpstreamResponse)),
+            Err(_) => return Ok(shared.reject(pending.trail, GuardRejection::UpstreamResponse)),
         },
     };
-    let body = if rparts.status.is_success() {
-        // Checking a returned resource reads only the request's type, the same before and
-        // after narrowing.
-        let sent = trail.request.take();
-        let filtered = match &sent {
-            Some(request) => {
-                shared.filter(&mut trail, &enforcer, check, request, &link_narrowing, body)
-            }
-            None => Err(GuardRejection::UpstreamResponse),
-        };
-        trail.request = sent;
-        match filtered {
-            Ok(body) => body,
-            Err(rejection) => return Ok(shared.reject(trail, rejection)),
-        }
-    } else {
-        trail.decision = Some(PolicyDecision::Permit);
-        match body.into_bytes(&shared) {
-            Ok(body) => body,
-            Err(rejection) => return Ok(shared.reject(trail, rejection)),
-        }
-    };
+    Ok(shared.respond(*pending, rparts, body))
+}
 
-    // 7. Headers, anomaly watch, audit.
-    rparts.headers.remove(header::CONTENT_LENGTH);
-    let mut response = Response::from_parts(rparts, Full::new(body));
-    shared.decorate(&trail, &mut response, ResponseKind::Phi);
-    if let (Some(detector), Some(grant)) = (&config.anomaly, &trail.grant) {
-        let signals = detector.observe(grant, &trail.categories, now);
-        if !signals.is_empty() {
-            // The spike is a security event of its own, beside the request's record; like any
-            // record it must be kept, or nothing is served.
-            if !shared.record_anomaly(&trail) {
-                return Ok(shared.audit_failed(&trail));
+impl Shared {
+    /// The request's trail, or the answer when it is refused (or is a CORS preflight) before
+    /// its body is read.
+    // The answer is smaller than the trail it replaces: boxing it would spare nothing.
+    #[allow(clippy::result_large_err)]
+    fn begin(&self, parts: &Parts) -> Result<Trail, Response<GuardBody>> {
+        let config = &self.config;
+        let now = config.clock.now();
+        let mut trail = Trail {
+            time: now,
+            method: HttpMethod::from(&parts.method),
+            source: peer_addr(&parts.extensions),
+            origin: parts.headers.get(header::ORIGIN).cloned(),
+            cors: if is_public(config, parts.uri.path()) {
+                CorsClass::Public
+            } else {
+                CorsClass::Registered
+            },
+            request_id: self.next_request_id(),
+            request: None,
+            client: None,
+            grant: None,
+            patient: None,
+            actor: None,
+            categories: BTreeSet::new(),
+            decision: None,
+            _permit: None,
+        };
+
+        if let Some(semaphore) = &self.semaphore {
+            match Arc::clone(semaphore).try_acquire_owned() {
+                Ok(permit) => trail._permit = Some(permit),
+                Err(_) => return Err(self.reject(trail, GuardRejection::Overloaded)),
             }
-            if let Some(hook) = &config.anomaly_hook {
-                for signal in &signals {
-                    hook.on_anomaly(signal);
+        }
+
+        // CORS preflight: answered here, never by the handler.
+        if parts.method == Method::OPTIONS
+            && parts
+                .headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Err(self.preflight(trail, parts));
+        }
+
+        // Rate limit by address before spending anything on the request.
+        if let (Some(limiter), Some(ip)) = (&config.rate_limiter, trail.source) {
+            if let Err(rejection) = check_limit(
+                limiter.as_ref(),
+                EndpointClass::FhirRead,
+                &[LimitKey::Address(ip)],
+                now,
+            ) {
+                return Err(self.reject(trail, rejection));
+            }
+        }
+        Ok(trail)
+    }
+
+    /// Sanitize, token, grant, enforce: the request for the handler, or the guard's answer.
+    fn prepare(&self, mut trail: Trail, parts: Parts, bytes: Bytes) -> Step {
+        if trail.cors == CorsClass::Public {
+            return Step::Public(Box::new((trail, parts, bytes)));
+        }
+        let config = &self.config;
+        let now = trail.time;
+
+        // 1. Sanitize.
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let sanitized =
+            match config
+                .sanitizer
+                .parse_parts(&parts.method, target, &parts.headers, &bytes)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    return Step::Answered(self.reject(trail, GuardRejection::Sanitize(e)));
+                }
+            };
+        let max_count = config.sanitizer.config().limits.max_count;
+        let capped = counts_at(&sanitized.request, &sanitized.typed, max_count);
+        let post_search = parts.method == Method::POST
+            && matches!(
+                sanitized.request.interaction,
+                Interaction::SearchType | Interaction::SearchSystem
+            );
+        let request = sanitized.request;
+
+        // 2–3. Token and grant.
+        let authorized = match self.authorize(&mut trail, &parts.headers, now) {
+            Ok(a) => a,
+            Err(rejection) => {
+                trail.request = Some(Arc::new(request));
+                return Step::Answered(self.reject(trail, rejection));
+            }
+        };
+
+        // 4. Enforce: decide, narrow.
+        let decision = enforcer(
+            config,
+            &authorized.typed,
+            &authorized.categories,
+            authorized.patient.clone(),
+        )
+        .decide(&request);
+        let (narrowing, check) = match decision {
+            Decision::Allow { response } => (Vec::new(), response),
+            Decision::Narrow { add, response } => (add, response),
+            Decision::Deny(reason) => {
+                trail.request = Some(Arc::new(request));
+                return Step::Answered(self.reject(trail, GuardRejection::Denied(reason)));
+            }
+        };
+        // The handler gets the narrowed request; the audit record keeps the one the client
+        // sent (the same one, shared, when nothing was added).
+        let sent = Arc::new(request);
+        let narrowed = if narrowing.is_empty() {
+            Arc::clone(&sent)
+        } else {
+            let mut narrowed = FhirRequest::clone(&sent);
+            narrowed.params.extend(narrowing.iter().cloned());
+            Arc::new(narrowed)
+        };
+        trail.request = Some(sent);
+        let mut parts = parts;
+        // The sanitizer capped a `_count` above the maximum in the typed request; the raw
+        // query (and a POST search's form) the handler may read must say the same.
+        let Some(bytes) = cap_counts(&mut parts, &capped, max_count, post_search, bytes) else {
+            return Step::Answered(self.reject(trail, GuardRejection::NarrowingFailed));
+        };
+        if !narrowing.is_empty() {
+            match append_query(&parts.uri, &narrowing) {
+                Some(uri) => parts.uri = uri,
+                None => {
+                    return Step::Answered(self.reject(trail, GuardRejection::NarrowingFailed));
                 }
             }
         }
+        let Authorized {
+            client_id,
+            patient,
+            categories: approved,
+            typed,
+            fhir_user,
+        } = authorized;
+        parts.extensions.insert(GuardContext {
+            patient: patient.clone(),
+            client_id,
+            grant_id: trail.grant.clone(),
+            categories: approved.set().clone(),
+            scopes: Arc::clone(&typed.1),
+            request: narrowed,
+            // The handler's Bundle links repeat the narrowing; it is taken out of them again.
+            narrowing: narrowing.clone(),
+            fhir_user,
+            request_id: trail.request_id.clone(),
+        });
+        head_as_get(&mut parts);
+        Step::Handle(
+            Request::from_parts(parts, Full::new(bytes)),
+            Box::new(Pending {
+                trail,
+                check,
+                narrowing,
+                typed,
+                approved,
+                patient,
+            }),
+        )
     }
-    Ok(shared.finish(trail, EventKind::RestAccess, Outcome::Success, response))
+
+    /// The answer to a request whose handler answered with success: what it returned,
+    /// checked (and narrowed) against the grant, with the guard's headers and one audit
+    /// record.
+    fn respond(
+        &self,
+        pending: Pending,
+        rparts: http::response::Parts,
+        body: Returned,
+    ) -> Response<GuardBody> {
+        let Pending {
+            mut trail,
+            check,
+            narrowing,
+            typed,
+            approved,
+            patient,
+        } = pending;
+        let config = &self.config;
+        let mut rparts = rparts;
+        let body = if rparts.status.is_success() {
+            // Checking a returned resource reads only the request's type, the same before and
+            // after narrowing.
+            let sent = trail.request.take();
+            let enforcer = enforcer(config, &typed, &approved, patient);
+            let filtered = match &sent {
+                Some(request) => {
+                    self.filter(&mut trail, &enforcer, check, request, &narrowing, body)
+                }
+                None => Err(GuardRejection::UpstreamResponse),
+            };
+            trail.request = sent;
+            match filtered {
+                Ok(body) => body,
+                Err(rejection) => return self.reject(trail, rejection),
+            }
+        } else {
+            trail.decision = Some(PolicyDecision::Permit);
+            match body.into_bytes(self) {
+                Ok(body) => body,
+                Err(rejection) => return self.reject(trail, rejection),
+            }
+        };
+
+        // 7. Headers, anomaly watch, audit.
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        let mut response = Response::from_parts(rparts, Full::new(body));
+        self.decorate(&trail, &mut response, ResponseKind::Phi);
+        if let (Some(detector), Some(grant)) = (&config.anomaly, &trail.grant) {
+            let signals = detector.observe(grant, &trail.categories, trail.time);
+            if !signals.is_empty() {
+                // The spike is a security event of its own, beside the request's record; like
+                // any record it must be kept, or nothing is served.
+                if !self.record_anomaly(&trail) {
+                    return self.audit_failed(&trail);
+                }
+                if let Some(hook) = &config.anomaly_hook {
+                    for signal in &signals {
+                        hook.on_anomaly(signal);
+                    }
+                }
+            }
+        }
+        self.finish(trail, EventKind::RestAccess, Outcome::Success, response)
+    }
 }
 
 /// What a handler returned: bytes, or (through [`FhirJson`](super::FhirJson)) the resource
@@ -917,16 +1081,19 @@ impl Shared {
 
     /// The handler answered with an error status: replace its body (it could name hidden
     /// data) with the generic outcome; a missing resource looks exactly like a denied one.
-    fn handler_error(
-        &self,
-        mut trail: Trail,
-        status: StatusCode,
-        enforcer: &Enforcer<'_>,
-        check: ResponseCheck,
-    ) -> Response<GuardBody> {
+    fn handler_error(&self, pending: Box<Pending>, status: StatusCode) -> Response<GuardBody> {
+        let Pending {
+            mut trail,
+            check,
+            typed,
+            approved,
+            patient,
+            ..
+        } = *pending;
         let problem = if (status == StatusCode::NOT_FOUND || status == StatusCode::GONE)
             && check == ResponseCheck::Resource
         {
+            let enforcer = enforcer(&self.config, &typed, &approved, patient);
             if enforcer.missing_outcome().status == StatusCode::FORBIDDEN {
                 PublicProblem::Forbidden
             } else {

@@ -326,6 +326,7 @@ fn deny_name(reason: DenyReason) -> &'static str {
         DenyReason::TokenReuse => "token-reuse",
         DenyReason::AssertionReplay => "assertion-replay",
         DenyReason::WriteForbidden => "write-forbidden",
+        DenyReason::NotEntitled => "not-entitled",
     }
 }
 
@@ -436,6 +437,7 @@ mod tests {
         DenyReason::TokenReuse,
         DenyReason::AssertionReplay,
         DenyReason::WriteForbidden,
+        DenyReason::NotEntitled,
     ];
     const ERRORS: &[ErrorKind] = &[
         ErrorKind::Internal,

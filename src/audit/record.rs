@@ -602,6 +602,9 @@ pub enum DenyReason {
     AssertionReplay,
     /// The write is not allowed by the policy.
     WriteForbidden,
+    /// The caller authenticated but may not learn about what it asked for: an introspection
+    /// of a live token issued to another client (answered `{"active":false}` all the same).
+    NotEntitled,
 }
 
 /// What went wrong when a request failed for reasons other than policy.

@@ -23,7 +23,8 @@ use crate::ids::ClientId;
 use crate::sanitize::{ResponseKind, SecurityHeaders};
 use crate::token::{
     AssertionError, AuthorizationServer, AuthorizeError, AuthorizeRequest, ClientAuthFailure,
-    FormParams, MAX_FORM_LEN, OAuthError, OAuthErrorCode, TokenError, TokenFailure, token_response,
+    FormParams, IntrospectionOutcome, MAX_FORM_LEN, OAuthError, OAuthErrorCode, TokenError,
+    TokenFailure, token_response,
 };
 
 /// The host's part of the authorization endpoint: sign the user in, show the approval page,
@@ -408,13 +409,23 @@ impl SmartEndpoints {
                     .or(claimed);
                 (token_response(&outcome), ResponseKind::Phi, audit, client)
             }
-            SmartEndpoint::Introspect => match self.server.introspect(request, now) {
-                Ok(i) => (
-                    i.to_response(),
-                    ResponseKind::Phi,
-                    Outcome::Success,
-                    claimed,
-                ),
+            SmartEndpoint::Introspect => match self.server.introspect_checked(request, now) {
+                Ok(checked) => {
+                    // Another client's live token: answered like an unknown one, audited as a
+                    // refusal (one app probing another's tokens is what the trail is for).
+                    let audit = match checked {
+                        IntrospectionOutcome::Withheld => {
+                            Outcome::Denied(AuditDenyReason::NotEntitled)
+                        }
+                        _ => Outcome::Success,
+                    };
+                    (
+                        checked.into_answer().to_response(),
+                        ResponseKind::Phi,
+                        audit,
+                        claimed,
+                    )
+                }
                 Err(e) => (
                     e.to_response(),
                     ResponseKind::Phi,

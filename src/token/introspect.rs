@@ -68,6 +68,31 @@ impl Introspection {
     }
 }
 
+/// What an introspection found, before it goes on the wire
+/// ([`AuthorizationServer::introspect_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+// The large variant is the usual one: boxing it would allocate for every answer.
+#[allow(clippy::large_enum_variant)]
+pub enum IntrospectionOutcome {
+    /// The answer for the caller (`{"active":false}` for an unknown or inactive token).
+    Answered(Introspection),
+    /// The token is live but issued to a client other than the caller, which may only learn
+    /// about its own: answered `{"active":false}`, exactly like a token that does not exist
+    /// (RFC 7662 §2.2).
+    Withheld,
+}
+
+impl IntrospectionOutcome {
+    /// What the caller is told.
+    pub fn into_answer(self) -> Introspection {
+        match self {
+            IntrospectionOutcome::Answered(answer) => answer,
+            IntrospectionOutcome::Withheld => Introspection::inactive(),
+        }
+    }
+}
+
 /// Whose tokens an introspection caller may learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entitlement {
@@ -92,6 +117,19 @@ impl AuthorizationServer {
         request: &Request<B>,
         now: OffsetDateTime,
     ) -> Result<Introspection, TokenError> {
+        self.introspect_checked(request, now)
+            .map(IntrospectionOutcome::into_answer)
+    }
+
+    /// [`Self::introspect`], saying also whether the answer was withheld: the token is live
+    /// but the caller may not learn about it. The wire answer is the same either way
+    /// ([`IntrospectionOutcome::into_answer`]); the difference is for the audit trail, where
+    /// one app asking about another app's tokens is worth a denial record.
+    pub fn introspect_checked<B: AsRef<[u8]>>(
+        &self,
+        request: &Request<B>,
+        now: OffsetDateTime,
+    ) -> Result<IntrospectionOutcome, TokenError> {
         let form = parse_form_post(request).map_err(|r| self.token_error(r))?;
         let caller = self.authorize_introspection_caller(request.headers(), &form, now)?;
         let token = form
@@ -100,12 +138,14 @@ impl AuthorizationServer {
             .ok_or_else(|| self.token_error(TokenFailure::Missing("token")))?;
         let answer = self.introspect_token(token, now);
         Ok(match caller {
-            Entitlement::AnyToken => answer,
+            Entitlement::AnyToken => IntrospectionOutcome::Answered(answer),
             Entitlement::OwnTokens(id) if answer.client_id.as_deref() == Some(id.as_str()) => {
-                answer
+                IntrospectionOutcome::Answered(answer)
             }
-            // Not the caller's: indistinguishable from a token that does not exist.
-            Entitlement::OwnTokens(_) => Introspection::inactive(),
+            // A live token of another client.
+            Entitlement::OwnTokens(_) if answer.active => IntrospectionOutcome::Withheld,
+            // Unknown or inactive: the answer says nothing anyway.
+            Entitlement::OwnTokens(_) => IntrospectionOutcome::Answered(Introspection::inactive()),
         })
     }
 

@@ -77,7 +77,7 @@ pub use endpoint::{
 pub use error::{Challenge, OAuthError, OAuthErrorCode};
 pub use form::{DuplicateParam, FormError, FormParams, MAX_FORM_LEN, MAX_PARAMS};
 pub use grants::MemoryGrantStatus;
-pub use introspect::{Introspection, Revoked};
+pub use introspect::{Introspection, IntrospectionOutcome, Revoked};
 pub use jose::{Algorithm, Jwk, Jwks, KeyError, SigningKey, VerifyingKey};
 pub use keys::{InMemoryKeySource, KeySource, KeySourceError};
 pub use launch::{

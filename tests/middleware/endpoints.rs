@@ -380,3 +380,39 @@ async fn client_authentication_failures_carry_the_challenge_of_the_scheme_used()
     assert_eq!(r.body["active"], true);
     assert_eq!(r.body["client_id"], APP);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspecting_another_apps_live_token_is_answered_inactive_and_audited_as_denied() {
+    let s = TestServer::start(Options::default()).await;
+    let mut theirs = s.claims();
+    theirs.client_id = fhirguard::ClientId::new("other-app").unwrap();
+    theirs.grant_id = None;
+    theirs.patient = None;
+    theirs.fhir_user = None;
+    let theirs = s.sign(&theirs);
+    let bearer = format!("Bearer {}", s.token());
+    let probe = |token: String| {
+        let s = &s;
+        let bearer = bearer.clone();
+        async move {
+            s.post_form(
+                "/auth/introspect",
+                &[("token", &token)],
+                &[("authorization", &bearer)],
+            )
+            .await
+        }
+    };
+    // Another app's live token and a token that does not exist look the same on the wire.
+    let other = probe(theirs).await;
+    let unknown = probe("no-such-token".to_owned()).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(&other.raw[..], br#"{"active":false}"#);
+    assert_eq!(unknown.raw, other.raw);
+    // The trail tells them apart: the probe of a live token is a refusal.
+    let outcomes: Vec<Outcome> = s.records().iter().map(|r| r.record().outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Denied(DenyReason::NotEntitled), Outcome::Success]
+    );
+}

@@ -104,6 +104,22 @@ fn a_public_apps_bearer_token_introspects_only_its_own_clients_tokens() {
         inactive
     );
     assert_eq!(answer(&h, "no-such-token", &bearer(&mine)), inactive);
+    // What the wire cannot tell apart, the caller's code (and its audit trail) can.
+    let checked = |token: &str| {
+        h.server
+            .introspect_checked(&request(token, Some(&bearer(&mine)), &[]), START)
+            .unwrap()
+    };
+    assert_eq!(
+        checked(&theirs.access_token),
+        fhirguard::token::IntrospectionOutcome::Withheld
+    );
+    assert_eq!(
+        checked("no-such-token"),
+        fhirguard::token::IntrospectionOutcome::Answered(
+            fhirguard::token::Introspection::inactive()
+        )
+    );
     let body = h
         .server
         .introspect(

@@ -65,6 +65,11 @@ pub enum ClientAuthFailure {
     /// The Basic header was not `base64(id:secret)` with form-encoded parts.
     #[error("malformed Basic credentials")]
     MalformedBasic,
+    /// An `Authorization` header with a scheme other than Basic (or one that is not text):
+    /// a credential this endpoint cannot check, so the request is not taken as unauthenticated
+    /// either. Answered `invalid_client`, 401, `WWW-Authenticate: Basic`.
+    #[error("unsupported Authorization scheme")]
+    UnsupportedScheme,
     /// `client_id` in the form differs from the authenticated client.
     #[error("client_id does not match the credentials")]
     ClientIdMismatch,
@@ -451,6 +456,11 @@ impl AuthorizationServer {
         let basic = authorization
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
+        // A header this endpoint cannot read is still a credential the client meant to present:
+        // ignoring it would let a public `client_id` in the form stand in for it.
+        if authorization.is_some() && !basic {
+            return Err(auth_fail(ClientAuthFailure::UnsupportedScheme, true));
+        }
         let post_secret = form.contains("client_secret");
         let assertion = form.contains("client_assertion") || form.contains("client_assertion_type");
         if usize::from(basic) + usize::from(post_secret) + usize::from(assertion) > 1 {

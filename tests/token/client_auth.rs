@@ -367,6 +367,79 @@ fn introspection_and_revocation_enforce_the_registered_method_too() {
     assert!(h.server.validator().validate(access, START).is_err());
 }
 
+#[test]
+fn an_authorization_header_of_another_scheme_is_not_ignored() {
+    let h = harness();
+    // A public client's `client_id` in the form would pass on its own; a header it cannot
+    // check must not be dropped silently beside it.
+    let code = code_for(&h, "public-app", START);
+    for authorization in [
+        "Bearer eyJhbGciOiJub25lIn0.e30.",
+        "Digest username=\"public-app\"",
+        "Basicfoo",
+        "Negotiate",
+    ] {
+        let err = refused(exchange_with(
+            &h,
+            &code,
+            &[("client_id", "public-app")],
+            Some(authorization),
+        ));
+        assert_eq!(
+            err.reason,
+            TokenFailure::ClientAuth(ClientAuthFailure::UnsupportedScheme),
+            "{authorization}"
+        );
+        let response = err.to_response();
+        assert_eq!(response.status(), 401, "{authorization}");
+        assert_eq!(json(&response)["error"], "invalid_client");
+        assert_eq!(
+            response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap()),
+            Some("Basic realm=\"token\"")
+        );
+    }
+    // A header value that is not text at all is refused the same way.
+    let mut request = post_form(
+        &token_url(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", "public-app"),
+        ],
+    );
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        http::HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),
+    );
+    assert_eq!(
+        refused(h.server.token(&request, START)).reason,
+        TokenFailure::ClientAuth(ClientAuthFailure::UnsupportedScheme)
+    );
+    // Revocation authenticates the same way (introspection's Bearer is its own credential).
+    let mut revoke = post_form(
+        &format!("{ISSUER}/revoke"),
+        &[("token", "t"), ("client_id", "public-app")],
+    );
+    revoke
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Digest x".parse().unwrap());
+    assert_eq!(
+        h.server
+            .revoke(&revoke, START)
+            .unwrap_err()
+            .to_response()
+            .status(),
+        401
+    );
+    // None of these spent the code.
+    assert!(exchange_with(&h, &code, &[("client_id", "public-app")], None).is_ok());
+}
+
 // ---------------------------------------------------------------- challenges (RFC 6749 §5.2)
 
 fn challenge(response: &http::Response<Vec<u8>>) -> Option<&str> {

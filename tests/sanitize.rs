@@ -499,6 +499,27 @@ fn hosts_extend_the_table_types_operations_and_limits() {
         bare.parse_parts(&Method::GET, "/fhir/Observation", &HeaderMap::new(), b"")
             .is_ok()
     );
+    // A default operation the host's store cannot answer is withdrawn by name.
+    let withdrawn = SanitizerConfig::us_core("/fhir")
+        .without_operation("docref")
+        .without_operation("export");
+    assert!(!withdrawn.supports_operation("docref"));
+    assert!(withdrawn.supports_operation("everything"));
+    let s = Sanitizer::new(withdrawn).unwrap();
+    let g = |t: &str| s.parse_parts(&Method::GET, t, &HeaderMap::new(), b"");
+    for target in [
+        "/fhir/DocumentReference/$docref?patient=123",
+        "/fhir/$export",
+        "/fhir/Patient/$export",
+        "/fhir/Group/1/$export",
+    ] {
+        assert_eq!(
+            g(target).unwrap_err().code(),
+            "unknown_operation",
+            "{target}"
+        );
+    }
+    assert!(g("/fhir/Patient/123/$everything").is_ok());
 }
 
 #[test]

@@ -543,6 +543,21 @@ impl SanitizerConfig {
         self
     }
 
+    /// Withdraws an operation (`"docref"`, `"export"`, …): a request for it is then refused as
+    /// [`SanitizeError::UnknownOperation`](super::SanitizeError::UnknownOperation) before it
+    /// reaches authorization or the host. A server whose store cannot answer one of the
+    /// [`us_core`](Self::us_core) defaults should withdraw it rather than fail behind the guard.
+    #[must_use]
+    pub fn without_operation(mut self, name: &str) -> Self {
+        self.operations.remove(name);
+        self
+    }
+
+    /// Whether an operation is configured.
+    pub fn supports_operation(&self, name: &str) -> bool {
+        self.operations.contains_key(name)
+    }
+
     /// Replaces the limits.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {

@@ -122,6 +122,21 @@ fn the_fhir_api_on_the_wire() {
         assert_eq!(zero.status, 200, "{}", zero.text());
         assert!(entries(&zero.json()).is_empty());
 
+        // Operations the CapabilityStatement does not declare (the store answers only
+        // `$everything`): refused by the guard as not supported, with or without a token.
+        for q in [
+            "DocumentReference/$docref?patient=355",
+            "$export",
+            "Patient/$export",
+            "Group/1/$export",
+        ] {
+            for headers in [&h[..], &[]] {
+                let reply = b.get_with(&format!("{fhir}/{q}"), headers).await;
+                assert_eq!(reply.status, 400, "{q}: {}", reply.text());
+                assert_eq!(issue_code(&reply.json()), "not-supported", "{q}");
+            }
+        }
+
         // `_summary`/`_elements`: 400 not-supported (strict), `_summary=false` the whole thing.
         for q in [
             "Patient?_summary=true",

@@ -598,13 +598,18 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     // Read-only (the default: a write is 405), and only what the store answers: no history,
     // no system-level search, so those are 405 too rather than a store error. The
     // CapabilityStatement says the same (read, vread, search-type).
+    // Of the US Core default operations the store answers `$everything` only: `$docref` and
+    // bulk `$export` are withdrawn, so the guard refuses them as unknown operations instead of
+    // passing them to a handler that cannot answer.
     // The fixture store pages with `_offset` (R4 has no standard paging parameter): its
     // `next` links must pass the guard like the first page did.
     let mut sanitizer_config = SanitizerConfig::us_core("/fhir")
         .deny_interaction(InteractionCode::HistoryInstance)
         .deny_interaction(InteractionCode::HistoryType)
         .deny_interaction(InteractionCode::HistorySystem)
-        .deny_interaction(InteractionCode::SearchSystem);
+        .deny_interaction(InteractionCode::SearchSystem)
+        .without_operation("docref")
+        .without_operation("export");
     sanitizer_config
         .table_mut()
         .add_common("_offset", fhirguard::sanitize::ParamType::Number);

@@ -56,12 +56,8 @@ fn code_for_post_app(h: &Harness) -> String {
 
 /// A code exchange with `form` added to the standard parameters and an optional
 /// `Authorization` header.
-fn exchange_with(
-    h: &Harness,
-    code: &str,
-    form: &[(&str, &str)],
-    authorization: Option<&str>,
-) -> TokenOutcome {
+/// The code exchange of the PKCE flow, with `form` added to its parameters.
+fn exchange_request(code: &str, form: &[(&str, &str)]) -> Request<Vec<u8>> {
     let mut pairs = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -69,7 +65,16 @@ fn exchange_with(
         ("code_verifier", VERIFIER),
     ];
     pairs.extend_from_slice(form);
-    let mut request = post_form(&token_url(), &pairs);
+    post_form(&token_url(), &pairs)
+}
+
+fn exchange_with(
+    h: &Harness,
+    code: &str,
+    form: &[(&str, &str)],
+    authorization: Option<&str>,
+) -> TokenOutcome {
+    let mut request = exchange_request(code, form);
     if let Some(value) = authorization {
         request
             .headers_mut()
@@ -253,15 +258,7 @@ fn two_methods_in_one_request_are_invalid_request() {
         assert_eq!(err.to_response().status(), 400);
     }
     // Two Authorization headers are two credentials too.
-    let mut request = post_form(
-        &token_url(),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    );
+    let mut request = exchange_request(&code, &[]);
     for value in [basic("secret-app", SECRET), basic("secret-app", "other")] {
         request
             .headers_mut()
@@ -393,25 +390,10 @@ fn an_authorization_header_of_another_scheme_is_not_ignored() {
         let response = err.to_response();
         assert_eq!(response.status(), 401, "{authorization}");
         assert_eq!(json(&response)["error"], "invalid_client");
-        assert_eq!(
-            response
-                .headers()
-                .get(header::WWW_AUTHENTICATE)
-                .map(|v| v.to_str().unwrap()),
-            Some("Basic realm=\"token\"")
-        );
+        assert_eq!(challenge(&response), Some("Basic realm=\"token\""));
     }
     // A header value that is not text at all is refused the same way.
-    let mut request = post_form(
-        &token_url(),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-            ("client_id", "public-app"),
-        ],
-    );
+    let mut request = exchange_request(&code, &[("client_id", "public-app")]);
     request.headers_mut().insert(
         header::AUTHORIZATION,
         http::HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap(),

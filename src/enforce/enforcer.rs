@@ -151,6 +151,7 @@ pub struct Enforcer<'r> {
     granted: GrantedIndices,
     granted_ids: Cow<'r, BTreeSet<CategoryId>>,
     config: EnforceConfig,
+    confined: bool,
 }
 
 impl<'r> Enforcer<'r> {
@@ -191,7 +192,25 @@ impl<'r> Enforcer<'r> {
             granted,
             granted_ids,
             config,
+            confined: false,
         }
+    }
+
+    /// Confines every scope to the patient in context, whatever its context letter: a `user/`
+    /// or `system/` scope then reads only that patient's compartment, as a `patient/` scope
+    /// does. The guard confines every token bound to a consent grant, because the grant is
+    /// one patient's request and can disclose nothing of anyone else, whatever scopes the
+    /// host's approval minted. Without a patient in context, a confined enforcer refuses
+    /// compartment-bound reads ([`DenyReason::NoPatientContext`]).
+    #[must_use]
+    pub fn confined_to_patient(mut self) -> Self {
+        self.confined = true;
+        self
+    }
+
+    /// Whether `grant` reads only the patient's compartment.
+    fn in_patient_context(&self, grant: &ResourceGrant) -> bool {
+        self.confined || grant.context == ScopeContext::Patient
     }
 
     /// The registry in use.
@@ -257,7 +276,7 @@ impl<'r> Enforcer<'r> {
         let mut all_patient = true;
         for g in self.grants_for(resource_type, need) {
             any = true;
-            all_patient &= g.context == ScopeContext::Patient;
+            all_patient &= self.in_patient_context(g);
         }
         if !any {
             return Err(DenyReason::NoCoveringScope {
@@ -384,7 +403,7 @@ impl<'r> Enforcer<'r> {
         for g in self.grants_for(resource_type, need) {
             named = true;
             if self.constraints_hold(g, resource) {
-                if g.context == ScopeContext::Patient {
+                if self.in_patient_context(g) {
                     patient_context = true;
                 } else {
                     open_context = true;
@@ -759,12 +778,7 @@ impl<'r> Enforcer<'r> {
         if !ok {
             return Err(DenyReason::SystemLevel);
         }
-        if self
-            .grants
-            .iter()
-            .all(|g| g.context == ScopeContext::Patient)
-            && self.patient.is_none()
-        {
+        if self.grants.iter().all(|g| self.in_patient_context(g)) && self.patient.is_none() {
             return Err(DenyReason::NoPatientContext);
         }
         Ok(())

@@ -73,6 +73,48 @@ fn read_checks_compartment_through_references() {
 }
 
 #[test]
+fn a_confined_enforcer_treats_user_and_system_scopes_as_the_patients() {
+    let reg = CategoryRegistry::default_registry();
+    for context in [ScopeContext::User, ScopeContext::System] {
+        let grants = vec![ResourceGrant::wildcard(context, Permissions::READ_SEARCH)];
+        let open = Enforcer::new(
+            &reg,
+            grants.clone(),
+            PatientId::new("355").ok(),
+            cats(&["vital-signs"]),
+            EnforceConfig::default(),
+        );
+        // Unconfined, `user/` and `system/` leave the compartment to the host's own policy.
+        assert!(open.check_resource(&vital("Patient/85")).is_ok());
+        let confined = open.confined_to_patient();
+        assert!(confined.check_resource(&vital("Patient/355")).is_ok());
+        assert_eq!(
+            confined.check_resource(&vital("Patient/85")),
+            Err(DenyReason::OutsideCompartment)
+        );
+        match confined.decide(&search("Observation", &[])) {
+            Decision::Narrow { add, .. } => {
+                assert!(add.iter().any(|p| p.name == "patient"), "{add:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Confined without a patient in context, nothing compartment-bound is readable.
+        let nobody = Enforcer::new(
+            &reg,
+            grants,
+            None,
+            cats(&["vital-signs"]),
+            EnforceConfig::default(),
+        )
+        .confined_to_patient();
+        assert_eq!(
+            nobody.decide(&search("Observation", &[])),
+            Decision::Deny(DenyReason::NoPatientContext)
+        );
+    }
+}
+
+#[test]
 fn read_of_another_patient_is_refused_before_execution() {
     let reg = CategoryRegistry::default_registry();
     let e = Enforcer::new(

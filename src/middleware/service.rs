@@ -460,13 +460,18 @@ fn enforcer<'a>(
     approved: &'a Approved,
     patient: Option<PatientId>,
 ) -> Enforcer<'a> {
-    Enforcer::with_granted(
+    let enforcer = Enforcer::with_granted(
         &config.registry,
         typed.0.as_slice(),
         patient,
         Cow::Borrowed(approved.set()),
         config.enforce,
-    )
+    );
+    match approved {
+        // A consent grant is one patient's: no scope of its tokens reaches past her.
+        Approved::Grant(_) => enforcer.confined_to_patient(),
+        Approved::All(_) => enforcer,
+    }
 }
 
 /// Waits for the handler, reads what it returned and answers with what the grant shows.

@@ -154,11 +154,9 @@ impl SmartConfiguration {
         if c.ui_context {
             caps.extend(["context-banner", "context-style"]);
         }
-        caps.extend([
-            "permission-offline",
-            "permission-online",
-            "permission-patient",
-        ]);
+        // No `permission-online`: `online_access` is never granted (a refresh token tied to
+        // the user's session needs the host's sessions, which the server does not see).
+        caps.extend(["permission-offline", "permission-patient"]);
         if c.permission_user {
             caps.push("permission-user");
         }

@@ -543,6 +543,10 @@ impl AuthorizationServer {
             &approval.approved_scope,
         )
         .granted;
+        // Online access lasts "as long as the end-user remains online", which only the host's
+        // sessions know; no refresh token here is tied to one, so none is granted for it (the
+        // token response's `scope` says so). `offline_access` is the refresh scope offered.
+        granted.remove(&Scope::OnlineAccess);
         match (&request.launch, &request.launch_context) {
             (Some(handle), Some(launched)) => {
                 // Single use: a second approval of the same launch finds nothing.

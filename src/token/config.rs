@@ -101,8 +101,11 @@ pub struct ServerConfig {
     /// Advertise `permission-v1` (v1 scopes are accepted and kept as written).
     pub permission_v1: bool,
     /// Advertise `permission-user`: the host has users other than patients (practitioners)
-    /// whose approvals grant `user/` scopes. Default `true`; a patient-only portal sets `false`
-    /// (and drops `user/*.rs` from `scopes_supported`).
+    /// whose approvals grant `user/` scopes, and a policy of its own for what each may see.
+    /// Default `false`, with no `user/*.rs` in `scopes_supported`: fhirguard's consent grants
+    /// are patients' requests, and the guard confines every token of a grant to its patient
+    /// whatever the scope's context letter, so a `user/` scope there means no more than
+    /// `patient/`.
     pub permission_user: bool,
 }
 
@@ -160,9 +163,7 @@ impl ServerConfig {
                 "launch",
                 "launch/patient",
                 "offline_access",
-                "online_access",
                 "patient/*.rs",
-                "user/*.rs",
                 "system/*.rs",
             ]
             .into_iter()
@@ -173,7 +174,7 @@ impl ServerConfig {
             asymmetric_clients: true,
             backend_services: true,
             permission_v1: true,
-            permission_user: true,
+            permission_user: false,
         }
     }
 

@@ -276,7 +276,7 @@ pub struct TokenResponse {
     pub expires_in: i64,
     /// The granted scopes (authoritative; may differ from the request).
     pub scope: String,
-    /// Refresh token, when `offline_access` or `online_access` was granted.
+    /// Refresh token, when `offline_access` was granted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// id_token, when `openid` was granted.
@@ -924,5 +924,7 @@ impl AuthorizationServer {
 }
 
 fn wants_refresh(scope: &ScopeSet) -> bool {
-    scope.contains(&Scope::OfflineAccess) || scope.contains(&Scope::OnlineAccess)
+    // `online_access` is never granted (see `AuthorizationServer::approve`); a family stored
+    // with it by an older version gets no further refresh token.
+    scope.contains(&Scope::OfflineAccess)
 }

@@ -239,6 +239,53 @@ async fn reads_inside_and_outside_the_grant() {
     assert_eq!(s.seen().len(), 4);
 }
 
+/// A consent grant is one patient's request: a token bound to it reads that patient only,
+/// even when the host's approval minted `user/` or `system/` scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_bound_token_reads_its_patient_only_whatever_its_scope_context() {
+    let s = TestServer::start(Options::default()).await;
+    for scope in [
+        "openid fhirUser user/Observation.rs user/Patient.rs",
+        "system/Observation.rs system/Patient.rs",
+        "user/*.rs",
+    ] {
+        let mut claims = s.claims();
+        claims.scope = scope.into();
+        let token = s.sign(&claims);
+        let own = s
+            .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+            .await;
+        assert_eq!(own.status, StatusCode::OK, "{scope}");
+        let other = s
+            .get(&format!("/fhir/Observation/{VITAL_85}"), Some(&token))
+            .await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{scope}");
+        let patient85 = s.get("/fhir/Patient/85", Some(&token)).await;
+        assert_eq!(patient85.status, StatusCode::FORBIDDEN, "{scope}");
+        // A search is narrowed to her before the handler, and filtered after it.
+        s.set_careless(true);
+        let search = s.get("/fhir/Observation?_count=200", Some(&token)).await;
+        s.set_careless(false);
+        assert_eq!(search.status, StatusCode::OK, "{scope}");
+        assert!(
+            s.seen()
+                .last()
+                .unwrap()
+                .uri
+                .contains("patient=Patient%2F355"),
+            "{scope}"
+        );
+        assert_eq!(entry_ids(&search.body).len(), 27, "{scope}");
+        assert!(
+            !search
+                .raw
+                .windows(VITAL_85.len())
+                .any(|w| w == VITAL_85.as_bytes()),
+            "{scope}"
+        );
+    }
+}
+
 /// A handler answering with `FhirJson` is checked on the value it handed over, and what is sent
 /// is written from that value, whatever the body held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,32 @@ fn capabilities_follow_the_configuration() {
 }
 
 #[test]
+fn online_and_user_level_access_are_not_advertised_by_default() {
+    let doc = serde_json::to_value(harness().server.smart_configuration()).unwrap();
+    let caps = doc["capabilities"].as_array().unwrap();
+    assert!(!caps.contains(&"permission-online".into()));
+    assert!(!caps.contains(&"permission-user".into()));
+    assert!(caps.contains(&"permission-offline".into()));
+    let scopes = doc["scopes_supported"].as_array().unwrap();
+    assert!(!scopes.contains(&"online_access".into()));
+    assert!(
+        !scopes
+            .iter()
+            .any(|s| s.as_str().unwrap().starts_with("user/"))
+    );
+    // A host with practitioner users and a policy of its own asks for it by name.
+    let mut config = ServerConfig::new(ISSUER, FHIR_BASE);
+    config.permission_user = true;
+    let doc = serde_json::to_value(server_with(config).unwrap().smart_configuration()).unwrap();
+    assert!(
+        doc["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"permission-user".into())
+    );
+}
+
+#[test]
 fn configuration_is_validated() {
     let bad = |edit: fn(&mut ServerConfig)| {
         let mut config = ServerConfig::new(ISSUER, FHIR_BASE);

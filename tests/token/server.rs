@@ -2,11 +2,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use fhirguard::GrantId;
 use fhirguard::token::{
-    AuthorizeError, ClientAuthFailure, OAuthErrorCode, PkceError, RedirectReason, RenderReason,
-    TokenFailure, TokenRejection, token_response,
+    AuthorizeError, Client, ClientAuthFailure, OAuthErrorCode, PkceError, RedirectReason,
+    RenderReason, TokenFailure, TokenRejection, token_response,
 };
+use fhirguard::{ClientId, GrantId};
 use http::{Request, StatusCode, header};
 use ring::hmac;
 use time::Duration;
@@ -1079,4 +1079,42 @@ fn revocation_of_refresh_and_access_tokens() {
     let response = revoke("unknown", "nobody").unwrap_err().to_response();
     assert_eq!(response.status(), 400);
     assert_eq!(json(&response)["error"], "invalid_client");
+}
+
+#[test]
+fn online_access_is_never_granted_and_brings_no_refresh_token() {
+    let h = harness();
+    h.clients.register(Client::public(
+        ClientId::new("online-app").unwrap(),
+        vec![REDIRECT.into()],
+        scopes("launch/patient openid online_access patient/*.rs"),
+    ));
+    h.grants.insert(grant(
+        "g-online",
+        "online-app",
+        "355",
+        START + Duration::days(365),
+    ));
+    let scope = "launch/patient openid online_access patient/Observation.rs";
+    let request = h
+        .server
+        .authorize_request(
+            &get_authorize(&authorize_params("online-app", &[("scope", scope)])),
+            START,
+        )
+        .unwrap();
+    let mut approval = approval("online-app", START);
+    approval.grant_id = GrantId::new("g-online").unwrap();
+    approval.approved_scope = scopes(scope);
+    let redirect = h.server.approve(&request, approval, START).unwrap();
+    let code = redirect_param(&redirect.location, "code").unwrap();
+    let response = exchange(&h, "online-app", &code, START).unwrap();
+    assert!(response.refresh_token.is_none());
+    assert!(!response.scope.split(' ').any(|s| s == "online_access"));
+    assert!(
+        response
+            .scope
+            .split(' ')
+            .any(|s| s == "patient/Observation.rs")
+    );
 }

@@ -277,7 +277,7 @@ struct DemoClient {
 
 const PATIENT_APP_SCOPE: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
 const PATIENT_APP_ALLOWED: &str =
-    "launch launch/patient openid fhirUser profile offline_access online_access patient/*.rs";
+    "launch launch/patient openid fhirUser offline_access patient/*.rs";
 const BACKEND_SCOPE: &str = "system/*.rs";
 
 /// Starts the demo EHR: prepares the data directory, binds, writes `demo.json` and serves.
@@ -500,11 +500,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     server_config.management_endpoint = Some(format!("{portal_url}/apps"));
     // The portal's launches and approvals carry `need_patient_banner` and `smart_style_url`.
     server_config.ui_context = true;
-    // A patient portal: no practitioner users, so no user-level scopes are ever granted.
-    server_config.permission_user = false;
-    server_config
-        .scopes_supported
-        .retain(|s| !s.starts_with("user/"));
+    // A patient portal: no practitioner users, so no user-level scopes (the default).
     let smart_style_url = format!("{portal_url}/smart-style.json");
     let server = Arc::new(
         AuthorizationServer::new(

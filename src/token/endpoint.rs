@@ -219,9 +219,6 @@ impl TokenError {
                 C::InvalidRequest,
                 "use exactly one client authentication method",
             ),
-            TokenFailure::ClientAuth(ClientAuthFailure::BadAssertionType) => {
-                (C::InvalidRequest, "unsupported client_assertion_type")
-            }
             TokenFailure::ClientAuth(ClientAuthFailure::BearerRejected(_)) => {
                 (C::InvalidToken, "the bearer token is invalid")
             }

@@ -876,7 +876,9 @@ fn backend_bad_grant_type_bad_assertion_type_and_bad_iss() {
         err.reason,
         TokenFailure::ClientAuth(ClientAuthFailure::BadAssertionType)
     );
+    // SMART Backend Services: an error in the authentication process is `invalid_client`.
     assert_eq!(err.to_response().status(), 400);
+    assert_eq!(json(&err.to_response())["error"], "invalid_client");
 
     let jwt = assertion(&h.es384, "backend", START, "b-4", |c| {
         c["iss"] = "not_a_valid_iss".into()

@@ -44,11 +44,12 @@ async fn handle(State(endpoints): State<Arc<SmartEndpoints>>, request: Request) 
     let bytes = match super::read_body(body, &parts.headers, MAX_FORM_LEN).await {
         Ok(b) => b,
         Err(e) => {
-            let problem = match e {
-                super::BodyReadError::TooLarge => PublicProblem::PayloadTooLarge,
-                _ => PublicProblem::BadRequest,
+            return match endpoints.body_refused(&parts, &e) {
+                Some(response) => response.map(Body::from).into_response(),
+                None => problem_response(PublicProblem::NotFound)
+                    .map(Body::from)
+                    .into_response(),
             };
-            return problem_response(problem).map(Body::from).into_response();
         }
     };
     let request = http::Request::from_parts(parts, bytes);

@@ -249,6 +249,58 @@ impl SmartEndpoints {
         Some(self.call(endpoint, request))
     }
 
+    /// The answer to a request for one of the endpoints whose body could not be read
+    /// ([`read_body`](super::read_body) failed: over the host's limit, or cut off); `None` when
+    /// `parts` is for no endpoint. The token, introspection and revocation endpoints answer as
+    /// OAuth does (RFC 6749 §5.2): an `invalid_request` JSON body with `Cache-Control:
+    /// no-store`, status `413` for a body over the limit and `400` otherwise; the others with
+    /// the generic OperationOutcome of the same status. Security headers and CORS are set as
+    /// for any answer of the endpoint, and the refusal is audited.
+    pub fn body_refused(
+        &self,
+        parts: &http::request::Parts,
+        error: &super::BodyReadError,
+    ) -> Option<Response<Bytes>> {
+        let endpoint = self.endpoint_for(parts.uri.path())?;
+        let (problem, status, audited, text) = match error {
+            super::BodyReadError::TooLarge => (
+                PublicProblem::PayloadTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                AuditDenyReason::TooLarge,
+                "the request body is too large",
+            ),
+            super::BodyReadError::Unreadable => (
+                PublicProblem::BadRequest,
+                StatusCode::BAD_REQUEST,
+                AuditDenyReason::MalformedRequest,
+                "the request body could not be read",
+            ),
+        };
+        let response = match endpoint {
+            SmartEndpoint::Token | SmartEndpoint::Introspect | SmartEndpoint::Revoke => {
+                let mut r = OAuthError::new(OAuthErrorCode::InvalidRequest, text).to_response();
+                *r.status_mut() = status;
+                r
+            }
+            _ => problem_response(problem),
+        };
+        let response = self.finish(
+            endpoint,
+            response,
+            ResponseKind::Phi,
+            parts.headers.get(header::ORIGIN),
+        );
+        self.audit(
+            endpoint,
+            self.clock.now(),
+            peer_addr(&parts.extensions),
+            &parts.method,
+            None,
+            Outcome::Denied(audited),
+        );
+        Some(response)
+    }
+
     /// Answers `request` as `endpoint`.
     pub fn call(&self, endpoint: SmartEndpoint, request: &Request<Bytes>) -> Response<Bytes> {
         let now = self.clock.now();

@@ -6,6 +6,7 @@ mod client;
 mod flows;
 mod grants;
 mod prompt;
+mod semantics;
 mod timeout;
 mod wire;
 

@@ -416,3 +416,47 @@ async fn introspecting_another_apps_live_token_is_answered_inactive_and_audited_
         [Outcome::Denied(DenyReason::NotEntitled), Outcome::Success]
     );
 }
+
+/// A body over the endpoints' limit: the OAuth endpoints answer in OAuth's JSON, with their
+/// CORS and security headers, and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_form_is_an_oauth_error_with_the_endpoints_headers() {
+    let s = TestServer::start(Options {
+        cors: Some(CorsPolicy::with_origins(["https://app.example.org"])),
+        ..Options::default()
+    })
+    .await;
+    let big = format!(
+        "grant_type=authorization_code&x={}",
+        "a".repeat(fhirguard::token::MAX_FORM_LEN)
+    );
+    for path in ["/auth/token", "/auth/revoke", "/auth/introspect"] {
+        let reply = s
+            .send_body(
+                Method::POST,
+                path,
+                None,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("origin", "https://app.example.org"),
+                ],
+                bytes::Bytes::from(big.clone()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(reply.body["error"], "invalid_request", "{path}");
+        assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            reply.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.org"
+        );
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    let records = s.records();
+    assert_eq!(records.len(), 3);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.record().outcome == Outcome::Denied(DenyReason::TooLarge))
+    );
+}

@@ -811,9 +811,34 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     let (parts, body) = req.into_parts();
     let bytes = match fhirguard::middleware::read_body(body, &parts.headers, MAX_BODY).await {
         Ok(b) => b.to_vec(),
-        Err(_) => {
-            let mut r =
-                fhirguard::fhir::problem_response(fhirguard::PublicProblem::PayloadTooLarge);
+        Err(e) => {
+            // The OAuth endpoints answer in OAuth's JSON (and audit it); the portal's forms
+            // get a page.
+            if let Some(r) = ehr.auth.body_refused(&parts, &e) {
+                return r.map(Body::from);
+            }
+            let too_large = matches!(e, fhirguard::middleware::BodyReadError::TooLarge);
+            if parts.uri.path().starts_with("/portal") {
+                let (status, title, text) = if too_large {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request too large",
+                        "The form sent was larger than this portal accepts.",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "Request not understood",
+                        "The form sent could not be read. Please try again.",
+                    )
+                };
+                return portal::problem_page(&ehr, status, "", title, text).map(Body::from);
+            }
+            let mut r = fhirguard::fhir::problem_response(if too_large {
+                fhirguard::PublicProblem::PayloadTooLarge
+            } else {
+                fhirguard::PublicProblem::BadRequest
+            });
             ehr.headers.apply(r.headers_mut(), ResponseKind::Phi);
             return r.map(Body::from);
         }
@@ -838,7 +863,9 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
     } else if path == "/portal" || path.starts_with("/portal/") {
         portal::handle(&ehr, &req).await
     } else if path == "/" {
-        redirect_see_other("/portal")
+        let mut r = redirect_see_other("/portal");
+        ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
+        r
     } else {
         let mut r = text_response(StatusCode::NOT_FOUND, "Not found\n");
         ehr.headers.apply(r.headers_mut(), ResponseKind::Public);

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use subtle::ConstantTimeEq as _;
 use time::{Date, Duration, OffsetDateTime, Time};
 
@@ -223,7 +223,13 @@ fn see_other(ehr: &Ehr, location: &str) -> Resp {
     r
 }
 
-fn problem_page(ehr: &Ehr, status: StatusCode, csrf: &str, title: &str, message: &str) -> Resp {
+pub(crate) fn problem_page(
+    ehr: &Ehr,
+    status: StatusCode,
+    csrf: &str,
+    title: &str,
+    message: &str,
+) -> Resp {
     let chrome = Chrome {
         csrf,
         signed_in_as: None,
@@ -491,7 +497,33 @@ fn session_suffices(ehr: &Ehr, session: &Session, request: &AuthorizeRequest) ->
 // /portal/*
 // ---------------------------------------------------------------------------------------------
 
+/// The methods each portal path answers (the `Allow` of its 405); `None` for no such page.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/portal" | "/portal/" | "/portal/apps" | "/portal/smart-style.json" => "GET, HEAD",
+        "/portal/login" | "/portal/consent" | "/portal/launch" => "GET, HEAD, POST",
+        "/portal/totp" | "/portal/apps/revoke" | "/portal/logout" => "POST",
+        _ => return None,
+    })
+}
+
 pub(crate) async fn handle(ehr: &Arc<Ehr>, req: &Req) -> Resp {
+    // HEAD is GET without the body (RFC 9110 §9.3.2): same status and headers, the GET
+    // body's length.
+    if req.method() == Method::HEAD {
+        let mut get = Request::new(req.body().clone());
+        *get.method_mut() = Method::GET;
+        *get.uri_mut() = req.uri().clone();
+        *get.headers_mut() = req.headers().clone();
+        *get.extensions_mut() = req.extensions().clone();
+        let mut response = Box::pin(handle(ehr, &get)).await;
+        let len = response.body().len();
+        response.body_mut().clear();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return response;
+    }
     let path = req.uri().path();
     match (req.method().clone(), path) {
         (Method::GET, "/portal" | "/portal/" | "/portal/login") => login_page(ehr, req),
@@ -504,23 +536,15 @@ pub(crate) async fn handle(ehr: &Arc<Ehr>, req: &Req) -> Resp {
         (Method::POST, "/portal/logout") => logout_post(ehr, req),
         (Method::GET, "/portal/launch") => launch_page(ehr, req, None),
         (Method::POST, "/portal/launch") => launch_post(ehr, req),
-        (Method::GET | Method::HEAD, "/portal/smart-style.json") => smart_style(ehr, req),
-        (
-            _,
-            "/portal"
-            | "/portal/"
-            | "/portal/login"
-            | "/portal/totp"
-            | "/portal/consent"
-            | "/portal/apps"
-            | "/portal/apps/revoke"
-            | "/portal/logout"
-            | "/portal/launch"
-            | "/portal/smart-style.json",
-        ) => {
+        (Method::GET, "/portal/smart-style.json") => smart_style(ehr),
+        (_, path) if allowed_methods(path).is_some() => {
             let mut r =
                 super::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
             ehr.headers.apply(r.headers_mut(), ResponseKind::Html);
+            if let Some(allow) = allowed_methods(path) {
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
             r
         }
         _ => {
@@ -1423,7 +1447,7 @@ fn launch_post(ehr: &Ehr, req: &Req) -> Resp {
 
 /// The portal's SMART style document (`smart_style_url`): colours and fonts an embedded app
 /// may adopt. Public, like discovery.
-fn smart_style(ehr: &Ehr, req: &Req) -> Resp {
+fn smart_style(ehr: &Ehr) -> Resp {
     let body = serde_json::to_vec(&serde_json::json!({
         "color_background": "#fdfdfb",
         "color_error": "#a4161a",
@@ -1440,9 +1464,6 @@ fn smart_style(ehr: &Ehr, req: &Req) -> Resp {
     .unwrap_or_default();
     let mut r = fhirguard::token::public_json_response(body);
     ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
-    if req.method() == Method::HEAD {
-        r.body_mut().clear();
-    }
     r
 }
 

@@ -32,6 +32,8 @@ pub struct SmartConfiguration {
     pub scopes_supported: Vec<String>,
     /// `["code"]`.
     pub response_types_supported: Vec<&'static str>,
+    /// `["query"]`: written out, because RFC 8414 defaults it to `["query", "fragment"]`.
+    pub response_modes_supported: Vec<&'static str>,
     /// Where patients manage their grants.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub management_endpoint: Option<String>,
@@ -58,6 +60,9 @@ pub struct OpenIdConfiguration {
     pub jwks_uri: String,
     /// `["code"]`.
     pub response_types_supported: Vec<&'static str>,
+    /// `["query"]`: written out, because OpenID Connect Discovery defaults it to `["query",
+    /// "fragment"]`.
+    pub response_modes_supported: Vec<&'static str>,
     /// `["public"]`.
     pub subject_types_supported: Vec<&'static str>,
     /// The id_token algorithm (RS256 by default).
@@ -174,6 +179,7 @@ impl SmartConfiguration {
             token_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
             scopes_supported: c.scopes_supported.clone(),
             response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query"],
             management_endpoint: c.management_endpoint.clone(),
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
@@ -199,6 +205,7 @@ impl OpenIdConfiguration {
             token_endpoint: c.token_endpoint.clone(),
             jwks_uri: c.jwks_uri.clone(),
             response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query"],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: vec![alg.as_str()],
             scopes_supported: c.scopes_supported.clone(),

@@ -70,6 +70,9 @@ pub enum RedirectReason {
     /// The request carries a `request_uri`, which this server does not support.
     #[error("request_uri is not supported")]
     RequestUriNotSupported,
+    /// `response_mode` is not `query` (the only mode: `response_modes_supported`).
+    #[error("response_mode is not supported")]
+    UnsupportedResponseMode,
     /// The client may not use the authorization-code flow.
     #[error("the client may not use the authorization-code flow")]
     UnauthorizedClient,
@@ -408,8 +411,9 @@ impl AuthorizationServer {
             return Err(render(RenderReason::UnregisteredRedirectUri));
         }
         // 2. From here on, errors go back to the app with its state.
+        // Echoed even when too long to accept (RFC 6749 §4.1.2.1: REQUIRED if the request had
+        // one): it came in the request's own URL, so its size is already bounded.
         let state = params.get("state").ok().flatten();
-        let state = state.filter(|s| s.len() <= MAX_STATE_LEN);
         let fail = |reason| redirect_error(redirect_uri, state, reason, via_post);
         if let Some(name) = params.first_duplicate() {
             let name = match name {
@@ -433,6 +437,12 @@ impl AuthorizationServer {
         }
         if get("request_uri").is_some() {
             return Err(fail(RedirectReason::RequestUriNotSupported));
+        }
+        // The response is always in the query (`response_modes_supported: ["query"]`): a
+        // fragment or form_post the app expects would otherwise never arrive where it looks.
+        match get("response_mode") {
+            None | Some("query") => {}
+            Some(_) => return Err(fail(RedirectReason::UnsupportedResponseMode)),
         }
         match get("response_type") {
             None => return Err(fail(RedirectReason::Missing("response_type"))),

@@ -139,6 +139,53 @@ fn an_approval_that_leaves_no_resource_scope_issues_no_code() {
     assert!(redirect_param(&redirect.location, "code").is_some());
 }
 
+#[test]
+fn only_the_query_response_mode_is_accepted() {
+    let h = harness();
+    for mode in ["fragment", "form_post", "bogus"] {
+        let (reason, location, _) = refused(&h, &[("response_mode", mode)]);
+        assert_eq!(reason, RedirectReason::UnsupportedResponseMode, "{mode}");
+        // Answered in the query, the one mode there is.
+        assert!(!location.contains('#'), "{location}");
+        assert_eq!(
+            redirect_param(&location, "error").as_deref(),
+            Some("invalid_request")
+        );
+        assert_eq!(
+            redirect_param(&location, "state").as_deref(),
+            Some("st-123 &=?")
+        );
+    }
+    let params = authorize_params("public-app", &[("response_mode", "query")]);
+    assert!(
+        h.server
+            .authorize_request(&get_authorize(&params), START)
+            .is_ok()
+    );
+    let doc = serde_json::to_value(h.server.smart_configuration()).unwrap();
+    assert_eq!(
+        doc["response_modes_supported"],
+        serde_json::json!(["query"])
+    );
+    let oidc = serde_json::to_value(h.server.openid_configuration().unwrap()).unwrap();
+    assert_eq!(
+        oidc["response_modes_supported"],
+        serde_json::json!(["query"])
+    );
+}
+
+#[test]
+fn a_state_too_long_to_accept_is_still_echoed_in_the_error() {
+    let h = harness();
+    let long = "s".repeat(fhirguard::token::MAX_STATE_LEN + 1);
+    let (reason, location, _) = refused(&h, &[("state", &long)]);
+    assert_eq!(reason, RedirectReason::TooLong);
+    assert_eq!(
+        redirect_param(&location, "state").as_deref(),
+        Some(long.as_str())
+    );
+}
+
 // ---------------------------------------------------------------- request objects (OIDC §6)
 
 #[test]

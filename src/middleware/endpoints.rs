@@ -646,6 +646,7 @@ fn token_outcome(error: &TokenError) -> Outcome {
         TokenFailure::ClientAuth(_) => AuditDenyReason::ClientAuthenticationFailed,
         TokenFailure::CodeReused | TokenFailure::RefreshReused => AuditDenyReason::TokenReuse,
         TokenFailure::GrantInactive => AuditDenyReason::GrantRevoked,
+        TokenFailure::RevokeOtherClient => AuditDenyReason::NotEntitled,
         TokenFailure::InvalidScope | TokenFailure::ScopeWidened | TokenFailure::NothingGranted => {
             AuditDenyReason::InsufficientScope
         }

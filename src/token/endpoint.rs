@@ -161,6 +161,10 @@ pub enum TokenFailure {
     /// The refresh token belongs to another client.
     #[error("refresh token issued to another client")]
     RefreshOtherClient,
+    /// The token to revoke was issued to another client (RFC 7009 §2.1: refused, and the
+    /// client told so).
+    #[error("the token to revoke was issued to another client")]
+    RevokeOtherClient,
     /// The scope parameter is malformed.
     #[error("malformed scope")]
     InvalidScope,
@@ -234,6 +238,10 @@ impl TokenError {
             ),
             TokenFailure::Server(_) => {
                 (C::ServerError, "the server could not complete the request")
+            }
+            // RFC 6749 §5.2's wording for a grant "issued to another client".
+            TokenFailure::RevokeOtherClient => {
+                (C::InvalidGrant, "the token was issued to another client")
             }
             _ => (C::InvalidGrant, "the grant is invalid, expired or revoked"),
         };

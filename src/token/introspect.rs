@@ -261,8 +261,11 @@ impl AuthorizationServer {
 
     /// RFC 7009 revocation. The client authenticates as at the token endpoint (public
     /// clients send `client_id`). A refresh token revokes its whole family (and so the
-    /// family's access tokens); an access token is revoked by `jti`. Tokens that are unknown,
-    /// already invalid or another client's are ignored, and the answer is 200 either way.
+    /// family's access tokens); an access token is revoked by `jti`. Tokens that are unknown
+    /// or already invalid are answered 200 (§2.2: the client could do nothing with an error);
+    /// a live token of another client is refused, `invalid_grant`
+    /// ([`TokenFailure::RevokeOtherClient`]), and left alone (§2.1). The refusal tells the
+    /// caller no more than the token it already holds does.
     pub fn revoke<B: AsRef<[u8]>>(
         &self,
         request: &Request<B>,
@@ -296,17 +299,21 @@ impl AuthorizationServer {
                     self.store.revoke_family(&family_id).map_err(store_err)?;
                     return Ok(Revoked);
                 }
+                RefreshLookup::Current(_) | RefreshLookup::RotatedOut { .. } => {
+                    return Err(self.token_error(TokenFailure::RevokeOtherClient));
+                }
                 _ => {}
             }
         }
         if let Ok(claims) = self.validator.verify_signature_and_claims(token, now) {
-            if claims.client_id == client.id {
-                let exp = OffsetDateTime::from_unix_timestamp(claims.exp)
-                    .unwrap_or(now + self.config.access_token_ttl);
-                self.store
-                    .revoke_access_token(&claims.jti, exp + self.config.leeway)
-                    .map_err(store_err)?;
+            if claims.client_id != client.id {
+                return Err(self.token_error(TokenFailure::RevokeOtherClient));
             }
+            let exp = OffsetDateTime::from_unix_timestamp(claims.exp)
+                .unwrap_or(now + self.config.access_token_ttl);
+            self.store
+                .revoke_access_token(&claims.jti, exp + self.config.leeway)
+                .map_err(store_err)?;
         }
         Ok(Revoked)
     }

@@ -1020,14 +1020,15 @@ fn revocation_of_refresh_and_access_tokens() {
             START,
         )
     };
-    // Another client's revocation is a silent no-op.
-    assert_eq!(
-        revoke(ok.refresh_token.as_deref().unwrap(), "other-app")
-            .unwrap()
-            .to_response()
-            .status(),
-        200
-    );
+    // Another client's live tokens are refused (RFC 7009 §2.1) and left alone.
+    for token in [ok.refresh_token.as_deref().unwrap(), ok.access_token.as_str()] {
+        let err = revoke(token, "other-app").unwrap_err();
+        assert_eq!(err.reason, TokenFailure::RevokeOtherClient);
+        let response = err.to_response();
+        assert_eq!(response.status(), 400);
+        assert_eq!(json(&response)["error"], "invalid_grant");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    }
     assert!(
         h.server
             .validator()

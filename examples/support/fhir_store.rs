@@ -4,14 +4,19 @@
 //!
 //! It loads transaction Bundles (resolving `urn:uuid:` references to `Type/id`), and answers
 //! read, vread, type searches with the US Core search parameters (token, reference, date and
-//! string matching, `_id`, `_lastUpdated`, `_include`, `_revinclude`, `_count`, paging with
-//! `_offset`, `_summary=count`), Patient-compartment searches and `Patient/$everything` (the
-//! guard refuses `_summary` other than `false` before a request gets here). It knows nothing
-//! about scopes or consent: fhirguard's middleware narrows the request before it gets here and
-//! filters what comes back.
+//! string matching, the `:missing`, `:not`, `:text`, `:exact`, `:contains` and `:[type]`
+//! modifiers, `_id`, `_lastUpdated`, `_sort` on `_id` and dates, `_include`, `_revinclude`,
+//! `_count`, paging with `_offset`, `_summary=count`, `_total`), Patient-compartment searches
+//! and `Patient/$everything` with `_type` and `_since` (the guard refuses `_summary` other than
+//! `false` and `_elements` before a request gets here). Whatever else a request asks for is
+//! refused with [`StoreError::UnsupportedParameter`], never ignored: a Bundle's `self` link
+//! echoes the request's parameters, and FHIR R4 (search.html) says those must be the ones used.
+//! It knows nothing about scopes or consent: fhirguard's middleware narrows the request before
+//! it gets here and filters what comes back.
 
 #![allow(dead_code)]
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -424,7 +429,7 @@ impl FhirStore {
                 self.search(ty, &request.params, base, Some(id))
             }
             (Interaction::Operation(op), Some("Patient"), Some(id)) if op == "everything" => {
-                self.everything(id, base)
+                self.everything(id, &request.params, base)
             }
             _ => Err(StoreError::UnsupportedInteraction),
         }
@@ -444,25 +449,68 @@ impl FhirStore {
         let mut count = DEFAULT_PAGE;
         let mut offset = 0usize;
         let mut summary_count = false;
+        let mut sort: Option<Vec<SortKey>> = None;
         for param in params {
             match param.name.as_str() {
                 // `_count=0` asks for no entries: a page may hold fewer than asked, never
                 // more (R4 search.html, paging).
                 "_count" => count = parse_usize(param)?.min(MAX_PAGE),
                 "_offset" => offset = parse_usize(param)?,
-                "_include" => includes.extend(param.values.iter().cloned()),
-                "_revinclude" => revincludes.extend(param.values.iter().cloned()),
-                "_summary" => summary_count = param.values.iter().any(|v| v == "count"),
-                "_total" | "_sort" | "_elements" => {}
+                // One level only: `:iterate` would also follow the included resources.
+                "_include" => {
+                    no_modifier(param)?;
+                    includes.extend(param.values.iter().cloned());
+                }
+                "_revinclude" => {
+                    no_modifier(param)?;
+                    revincludes.extend(param.values.iter().cloned());
+                }
+                "_summary" => {
+                    no_modifier(param)?;
+                    for value in &param.values {
+                        match value.as_str() {
+                            "count" => summary_count = true,
+                            "false" => {}
+                            _ => return Err(StoreError::UnsupportedParameter("_summary".into())),
+                        }
+                    }
+                }
+                // Every searchset this store builds carries the exact `total`, which answers
+                // `accurate`, and `none` and `estimate` only allow less.
+                "_total" => {
+                    no_modifier(param)?;
+                    if param
+                        .values
+                        .iter()
+                        .any(|v| !matches!(v.as_str(), "none" | "estimate" | "accurate"))
+                    {
+                        return Err(StoreError::BadValue("_total".into()));
+                    }
+                }
+                "_sort" => {
+                    no_modifier(param)?;
+                    // Two `_sort`s do not say which one leads.
+                    if sort.is_some() {
+                        return Err(StoreError::BadValue("_sort".into()));
+                    }
+                    sort = Some(sort_keys(ty, param)?);
+                }
                 name => {
                     let (kind, paths) = param_def(ty, name)
                         .ok_or_else(|| StoreError::UnsupportedParameter(name.to_owned()))?;
-                    filters.push((param, kind, paths));
+                    let mode = mode_of(param, kind)?;
+                    check_values(param, kind, mode)?;
+                    filters.push(Filter {
+                        param,
+                        kind,
+                        paths,
+                        mode,
+                    });
                 }
             }
         }
         let compartment_paths = patient_params(ty);
-        let matches: Vec<&Arc<Value>> = self
+        let mut matches: Vec<&Arc<Value>> = self
             .resources
             .range((ty.to_owned(), String::new())..)
             .take_while(|((t, _), _)| t == ty)
@@ -479,20 +527,13 @@ impl FhirStore {
                         })
                 })
             })
-            .filter(|r| {
-                filters
-                    .iter()
-                    .all(|(param, kind, paths)| matches_param(r, param, *kind, paths))
-            })
+            .filter(|r| filters.iter().all(|filter| filter.matches(r)))
             .collect();
-        for (param, _, _) in &filters {
-            for value in &param.values {
-                if matches!(param_def(ty, &param.name), Some((Kind::Date, _)))
-                    && parse_date_param(value).is_none()
-                {
-                    return Err(StoreError::BadValue(param.name.clone()));
-                }
-            }
+        // Before paging, so that every page is a slice of one order; the sort is stable, so
+        // ties keep the store's (type, id) order and a page boundary never moves between two
+        // requests.
+        if let Some(keys) = &sort {
+            matches.sort_by(|a, b| compare(a, b, keys));
         }
 
         let total = matches.len();
@@ -616,8 +657,45 @@ impl FhirStore {
     }
 
     /// `GET Patient/[id]/$everything`: the patient and every resource in her compartment,
-    /// plus the resources those reference (practitioners, organizations, locations…).
-    pub fn everything(&self, patient: &str, base: &str) -> Result<Value, StoreError> {
+    /// plus the resources those reference (practitioners, organizations, locations…), narrowed
+    /// by `_type` (only the listed types: the Patient herself only when `Patient` is listed)
+    /// and `_since` (`meta.lastUpdated` at or after the instant).
+    pub fn everything(
+        &self,
+        patient: &str,
+        params: &[SearchParam],
+        base: &str,
+    ) -> Result<Value, StoreError> {
+        let mut types: Option<BTreeSet<&str>> = None;
+        let mut since: Option<i128> = None;
+        for param in params {
+            no_modifier(param)?;
+            match param.name.as_str() {
+                // 0..* in the OperationDefinition: every occurrence adds types.
+                "_type" => {
+                    let types = types.get_or_insert_with(BTreeSet::new);
+                    for value in &param.values {
+                        if !is_type_name(value) {
+                            return Err(StoreError::BadValue("_type".into()));
+                        }
+                        types.insert(value);
+                    }
+                }
+                "_since" => {
+                    let instant = match param.values.as_slice() {
+                        [value] if since.is_none() => parse_instant(value),
+                        _ => None,
+                    };
+                    since = Some(instant.ok_or_else(|| StoreError::BadValue("_since".into()))?);
+                }
+                // R4 answers `$everything` in one Bundle unless the client pages with
+                // `_count`; the guard lets no `_offset` through on this operation, so a first
+                // page would have no `next` link that works. Care dates (`start`, `end`) are a
+                // different element per type and none for the Patient or the resources she
+                // references: refused rather than guessed.
+                name => return Err(StoreError::UnsupportedParameter(name.to_owned())),
+            }
+        }
         let patient_resource = self
             .resources
             .get(&("Patient".to_owned(), patient.to_owned()))
@@ -649,22 +727,252 @@ impl FhirStore {
                 members.push(target);
             }
         }
+        // Narrowed after the whole set is gathered: `_type=Practitioner` is the practitioners
+        // of the patient's record, whichever of her resources names them.
+        members.retain(|r| {
+            let type_ok = types.as_ref().is_none_or(|types| {
+                r["resourceType"]
+                    .as_str()
+                    .is_some_and(|t| types.contains(t))
+            });
+            let since_ok = since.is_none_or(|since| {
+                r["meta"]["lastUpdated"]
+                    .as_str()
+                    .and_then(parse_instant)
+                    .is_some_and(|updated| updated >= since)
+            });
+            type_ok && since_ok
+        });
+        let mut self_url = format!("{base}/Patient/{patient}/$everything");
+        let query = encode_params(params, &[]);
+        if !query.is_empty() {
+            self_url = format!("{self_url}?{query}");
+        }
         Ok(json!({
             "resourceType": "Bundle",
             "type": "searchset",
             "total": members.len(),
-            "link": [{"relation": "self", "url": format!("{base}/Patient/{patient}/$everything")}],
+            "link": [{"relation": "self", "url": self_url}],
             "entry": members.iter().map(|r| entry(base, r, "match")).collect::<Vec<_>>(),
         }))
     }
 }
 
-fn parse_usize(param: &SearchParam) -> Result<usize, StoreError> {
+/// A search parameter the store evaluates, with its checked modifier.
+struct Filter<'p> {
+    param: &'p SearchParam,
+    kind: Kind,
+    paths: &'static [&'static str],
+    mode: Mode<'p>,
+}
+
+/// What a filter's modifier asks of the matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode<'p> {
+    Plain,
+    /// `:missing=true|false`, any kind.
+    Missing,
+    /// Token `:not`: also the resources without a value (R4 search.html, token).
+    Not,
+    /// Token `:text`: the text of a CodeableConcept, the displays of its codings, the type of
+    /// an Identifier.
+    Text,
+    /// String `:exact`.
+    Exact,
+    /// String `:contains`.
+    Contains,
+    /// Reference `:[type]`: the value is an id of that type.
+    Typed(&'p str),
+}
+
+/// The modifier of `param` on a parameter of `kind`, or why the store cannot apply it.
+/// `:in`, `:not-in`, `:above` and `:below` need a terminology server (value-set expansion,
+/// code-system subsumption), `:of-type` and `:identifier` identifier matching the store does
+/// not index: refused, since matching them as plain codes would answer a different question.
+fn mode_of(param: &SearchParam, kind: Kind) -> Result<Mode<'_>, StoreError> {
+    match (kind, param.modifier.as_deref()) {
+        (_, None) => Ok(Mode::Plain),
+        (_, Some("missing")) => Ok(Mode::Missing),
+        (Kind::Token, Some("not")) => Ok(Mode::Not),
+        (Kind::Token, Some("text")) => Ok(Mode::Text),
+        (Kind::String, Some("exact")) => Ok(Mode::Exact),
+        (Kind::String, Some("contains")) => Ok(Mode::Contains),
+        (Kind::Reference, Some(ty)) if is_type_name(ty) => Ok(Mode::Typed(ty)),
+        (_, Some(modifier)) => Err(StoreError::UnsupportedParameter(format!(
+            "{}:{modifier}",
+            param.name
+        ))),
+    }
+}
+
+/// Refuses a value the store would otherwise match as nothing (or as everything).
+fn check_values(param: &SearchParam, kind: Kind, mode: Mode<'_>) -> Result<(), StoreError> {
+    let bad = || StoreError::BadValue(param.name.clone());
+    for value in &param.values {
+        let ok = match (kind, mode) {
+            (_, Mode::Missing) => matches!(value.as_str(), "true" | "false"),
+            (Kind::Date, _) => parse_date_param(value).is_some(),
+            (Kind::Reference, Mode::Typed(ty)) => {
+                value.split_once('/').is_none_or(|(prefix, _)| prefix == ty)
+            }
+            _ => true,
+        };
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+impl Filter<'_> {
+    fn matches(&self, resource: &Value) -> bool {
+        let values: Vec<&Value> = self
+            .paths
+            .iter()
+            .flat_map(|p| values_at(resource, p))
+            .collect();
+        let wanted = &self.param.values;
+        match self.mode {
+            Mode::Missing => wanted.iter().any(|w| (w == "true") == values.is_empty()),
+            Mode::Not => !wanted
+                .iter()
+                .any(|w| values.iter().any(|v| token_matches(v, w))),
+            Mode::Text => wanted
+                .iter()
+                .any(|w| values.iter().any(|v| token_text_matches(v, w))),
+            Mode::Typed(ty) => wanted.iter().any(|w| {
+                let reference = if w.contains('/') {
+                    w.clone()
+                } else {
+                    format!("{ty}/{w}")
+                };
+                values.iter().any(|v| reference_matches(v, &reference))
+            }),
+            Mode::Plain | Mode::Exact | Mode::Contains => wanted.iter().any(|w| {
+                values.iter().any(|v| match self.kind {
+                    Kind::Token => token_matches(v, w),
+                    Kind::Reference => reference_matches(v, w),
+                    Kind::Date => date_matches(v, w),
+                    Kind::String => string_matches(v, w, self.mode),
+                })
+            }),
+        }
+    }
+}
+
+/// One `_sort` key.
+#[derive(Clone, Copy, Debug)]
+struct SortKey {
+    by: SortBy,
+    descending: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SortBy {
+    Id,
+    /// A date parameter's paths (`_lastUpdated` included).
+    Date(&'static [&'static str]),
+}
+
+/// The keys of `_sort=a,-b`. Only `_id` and the date parameters sort: a token or a string
+/// has no single order a client could rely on (which coding, which name part), so those are
+/// refused rather than sorted somehow.
+fn sort_keys(ty: &str, param: &SearchParam) -> Result<Vec<SortKey>, StoreError> {
     param
         .values
-        .first()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::BadValue(param.name.clone()))
+        .iter()
+        .map(|raw| {
+            let (descending, name) = match raw.strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, raw.as_str()),
+            };
+            if name.is_empty() {
+                return Err(StoreError::BadValue("_sort".into()));
+            }
+            let by = match (name, param_def(ty, name)) {
+                ("_id", _) => SortBy::Id,
+                (_, Some((Kind::Date, paths))) => SortBy::Date(paths),
+                _ => return Err(StoreError::UnsupportedParameter(format!("_sort={name}"))),
+            };
+            Ok(SortKey { by, descending })
+        })
+        .collect()
+}
+
+/// R4 search.html (`_sort`): of a resource's several values, the one that comes first in the
+/// requested order counts: the earliest start ascending, the latest end descending (an
+/// ongoing period is the latest). Later keys break ties.
+fn compare(a: &Value, b: &Value, keys: &[SortKey]) -> Ordering {
+    for key in keys {
+        let order = match key.by {
+            SortBy::Id => ordered(a["id"].as_str(), b["id"].as_str(), key.descending),
+            SortBy::Date(paths) => ordered(
+                date_sort_value(a, paths, key.descending),
+                date_sort_value(b, paths, key.descending),
+                key.descending,
+            ),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    Ordering::Equal
+}
+
+/// A resource without a value sorts after those with one, in either direction: the values a
+/// client asked to see in order come first.
+fn ordered<T: Ord>(a: Option<T>, b: Option<T>, descending: bool) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn date_sort_value(resource: &Value, paths: &[&str], descending: bool) -> Option<i128> {
+    let ranges = paths
+        .iter()
+        .flat_map(|p| values_at(resource, p))
+        .filter_map(value_range);
+    if descending {
+        ranges.map(|(_, end)| end).max()
+    } else {
+        ranges.map(|(start, _)| start).min()
+    }
+}
+
+/// Control parameters take no modifier the store knows what to do with.
+fn no_modifier(param: &SearchParam) -> Result<(), StoreError> {
+    match &param.modifier {
+        Some(modifier) => Err(StoreError::UnsupportedParameter(format!(
+            "{}:{modifier}",
+            param.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn is_type_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// An instant (`_since`, `meta.lastUpdated`) as unix nanoseconds.
+fn parse_instant(text: &str) -> Option<i128> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp_nanos)
+}
+
+fn parse_usize(param: &SearchParam) -> Result<usize, StoreError> {
+    no_modifier(param)?;
+    match param.values.as_slice() {
+        [value] => value.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| StoreError::BadValue(param.name.clone()))
 }
 
 fn key_of(resource: &Value) -> String {
@@ -691,9 +999,27 @@ fn page_url(
     count: usize,
     compartment: Option<&str>,
 ) -> String {
+    let mut query = encode_params(params, &["_offset", "_count"]);
+    if !query.is_empty() {
+        query.push('&');
+    }
+    query.push_str(&format!("_count={count}"));
+    if offset > 0 {
+        query.push_str(&format!("&_offset={offset}"));
+    }
+    let path = match compartment {
+        Some(patient) => format!("{base}/Patient/{patient}/{ty}"),
+        None => format!("{base}/{ty}"),
+    };
+    format!("{path}?{query}")
+}
+
+/// `params` (but those named in `skip`) as a query string, each value re-escaped: the request
+/// as the store applied it, for a Bundle's links.
+fn encode_params(params: &[SearchParam], skip: &[&str]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for param in params {
-        if param.name == "_offset" || param.name == "_count" {
+        if skip.contains(&param.name.as_str()) {
             continue;
         }
         let name = match &param.modifier {
@@ -708,15 +1034,7 @@ fn page_url(
             .join(",");
         query.append_pair(&name, &value);
     }
-    query.append_pair("_count", &count.to_string());
-    if offset > 0 {
-        query.append_pair("_offset", &offset.to_string());
-    }
-    let path = match compartment {
-        Some(patient) => format!("{base}/Patient/{patient}/{ty}"),
-        None => format!("{base}/{ty}"),
-    };
-    format!("{path}?{}", query.finish())
+    query.finish()
 }
 
 fn rewrite_references(value: &mut Value, full_urls: &HashMap<String, String>) {
@@ -772,25 +1090,7 @@ fn values_at<'a>(resource: &'a Value, path: &str) -> Vec<&'a Value> {
     current
 }
 
-fn matches_param(resource: &Value, param: &SearchParam, kind: Kind, paths: &[&str]) -> bool {
-    let negate = param.modifier.as_deref() == Some("not");
-    let values: Vec<&Value> = paths.iter().flat_map(|p| values_at(resource, p)).collect();
-    let any = param.values.iter().any(|wanted| {
-        values.iter().any(|value| match kind {
-            Kind::Token => token_matches(value, wanted, param.modifier.as_deref()),
-            Kind::Reference => reference_matches(value, wanted),
-            Kind::Date => date_matches(value, wanted),
-            Kind::String => string_matches(value, wanted, param.modifier.as_deref()),
-        })
-    });
-    if negate { !any } else { any }
-}
-
-fn token_matches(value: &Value, wanted: &str, modifier: Option<&str>) -> bool {
-    if modifier == Some("text") {
-        let text = value["text"].as_str().unwrap_or_default().to_lowercase();
-        return text.starts_with(&wanted.to_lowercase());
-    }
+fn token_matches(value: &Value, wanted: &str) -> bool {
     let (system, code) = match wanted.split_once('|') {
         Some((system, code)) => (Some(system), code),
         None => (None, wanted),
@@ -818,6 +1118,27 @@ fn token_matches(value: &Value, wanted: &str, modifier: Option<&str>) -> bool {
     }
 }
 
+/// Token `:text` (R4 search.html): string matching (case-insensitive, starts with) on the text
+/// that goes with the code: a CodeableConcept's `text` and its codings' `display`, a Coding's
+/// `display`, an Identifier's `type`. A bare code has no text and never matches.
+fn token_text_matches(value: &Value, wanted: &str) -> bool {
+    let concept = match value {
+        Value::Object(map) if map.contains_key("value") && !map.contains_key("code") => {
+            &value["type"]
+        }
+        _ => value,
+    };
+    let mut texts: Vec<&str> = concept["text"].as_str().into_iter().collect();
+    texts.extend(concept["display"].as_str());
+    if let Some(codings) = concept["coding"].as_array() {
+        texts.extend(codings.iter().filter_map(|c| c["display"].as_str()));
+    }
+    let wanted = wanted.to_lowercase();
+    texts
+        .iter()
+        .any(|text| text.to_lowercase().starts_with(&wanted))
+}
+
 fn reference_matches(value: &Value, wanted: &str) -> bool {
     let Some(reference) = value["reference"].as_str() else {
         return false;
@@ -829,13 +1150,13 @@ fn reference_matches(value: &Value, wanted: &str) -> bool {
     }
 }
 
-fn string_matches(value: &Value, wanted: &str, modifier: Option<&str>) -> bool {
+fn string_matches(value: &Value, wanted: &str, mode: Mode<'_>) -> bool {
     let mut texts = Vec::new();
     collect_strings(value, &mut texts);
     let wanted_lower = wanted.to_lowercase();
-    texts.iter().any(|text| match modifier {
-        Some("exact") => *text == wanted,
-        Some("contains") => text.to_lowercase().contains(&wanted_lower),
+    texts.iter().any(|text| match mode {
+        Mode::Exact => *text == wanted,
+        Mode::Contains => text.to_lowercase().contains(&wanted_lower),
         _ => text.to_lowercase().starts_with(&wanted_lower),
     })
 }

@@ -1,7 +1,8 @@
 //! The demo's FHIR API as a strict reader of FHIR R4, RFC 6750 and RFC 9110 sees it: scope
 //! denials challenge with `insufficient_scope`, every 405 carries `Allow`, HEAD is GET without
 //! the body, writes and history (which the demo does not offer) are 405, `_count` above the
-//! maximum is capped, `_summary`/`_elements` are 400 `not-supported`.
+//! maximum is capped, `_summary`/`_elements` are 400 `not-supported`, search inputs the store
+//! cannot apply are 400 rather than ignored.
 
 use serde_json::Value;
 
@@ -155,6 +156,74 @@ fn the_fhir_api_on_the_wire() {
         let plain = b.get_with(&format!("{fhir}/Patient/355"), &h).await;
         assert_eq!(full.status, 200, "{}", full.text());
         assert_eq!(full.body, plain.body);
+
+        // Search inputs are applied or refused, never ignored, and the `self` link names
+        // only what was applied (R4 search.html).
+        let auth = backend_token(d, &mut b, "system/Patient.rs system/Observation.rs").await;
+        let h = [("authorization", auth.as_str())];
+        let sorted = b
+            .get_with(
+                &format!("{fhir}/Observation?patient=355&category=vital-signs&_sort=-date"),
+                &h,
+            )
+            .await;
+        assert_eq!(sorted.status, 200, "{}", sorted.text());
+        let sorted = sorted.json();
+        let latest: Vec<String> = entries(&sorted)
+            .iter()
+            .map(|r| {
+                r["effectiveDateTime"]
+                    .as_str()
+                    .or_else(|| r["effectivePeriod"]["start"].as_str())
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(latest.len(), 27);
+        // The open-ended period (ongoing) first, then the 2013 vitals.
+        assert!(latest[1].starts_with("2013-09-05"), "{latest:?}");
+        assert!(latest[26].starts_with("1940-09-05"), "{latest:?}");
+        let self_link = sorted["link"][0]["url"].as_str().unwrap();
+        assert_eq!(sorted["link"][0]["relation"], "self");
+        assert!(self_link.contains("_sort=-date"), "{self_link}");
+        for (q, count) in [
+            ("category=vital-signs&category:missing=false", 27),
+            ("category:missing=true", 0),
+            ("category:text=vital", 27),
+        ] {
+            let reply = b
+                .get_with(&format!("{fhir}/Observation?patient=355&{q}"), &h)
+                .await;
+            assert_eq!(reply.status, 200, "{q}: {}", reply.text());
+            assert_eq!(entries(&reply.json()).len(), count, "{q}");
+        }
+        for q in [
+            "Observation?patient=355&code:in=http://x",
+            "Observation?patient=355&_sort=code",
+            "Patient/355/$everything?_count=10",
+            "Patient/355/$everything?start=2020-01-01",
+        ] {
+            let reply = b.get_with(&format!("{fhir}/{q}"), &h).await;
+            assert_eq!(reply.status, 400, "{q}: {}", reply.text());
+            assert_eq!(issue_code(&reply.json()), "invalid", "{q}");
+        }
+        let everything = b
+            .get_with(
+                &format!("{fhir}/Patient/355/$everything?_type=Observation"),
+                &h,
+            )
+            .await;
+        assert_eq!(everything.status, 200, "{}", everything.text());
+        let everything = everything.json();
+        let members = entries(&everything);
+        assert_eq!(members.len(), 140);
+        assert!(members.iter().all(|r| r["resourceType"] == "Observation"));
+        assert!(
+            everything["link"][0]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/Patient/355/$everything?_type=Observation")
+        );
 
         // The CapabilityStatement offers neither `_summary`/`_elements` nor history.
         let meta = b.get(&format!("{fhir}/metadata")).await.json();

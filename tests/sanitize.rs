@@ -620,7 +620,14 @@ fn redirect_uris_register_and_match_exactly() {
     for u in bad {
         assert!(RedirectUri::register(u).is_err(), "{u}");
     }
+    // A loopback IP redirect matches on any port (RFC 8252 §7.3), and on nothing else.
+    let native = RedirectUri::register("http://127.0.0.1:51004/cb").unwrap();
+    assert!(native.matches("http://127.0.0.1:6000/cb"));
+    assert!(native.matches("http://127.0.0.1/cb"));
+    assert!(!native.matches("http://127.0.0.1:6000/cb2"));
+    assert!(!native.matches("http://127.0.0.1:6000@evil.example/cb"));
     let r = RedirectUri::register("https://app.example.org/cb").unwrap();
+    assert!(!r.matches("https://app.example.org:8443/cb"));
     for near in [
         "https://app.example.org/cb/",
         "https://app.example.org/cb?",

@@ -62,6 +62,7 @@ pub use methods::AllowedMethods;
 pub use parse::{
     HasClause, SanitizedRequest, Sanitizer, TypedParam, TypedValues, check_json_depth, decode,
 };
+pub(crate) use redirect::same_loopback_redirect_but_port;
 pub use redirect::{RedirectUri, RedirectUriError, match_exact};
 pub use table::{ParamDef, ParamTable, ParamType};
 pub use value::{FhirDate, Prefix, SortKey, TypedValue, is_valid_id, parse_date};

@@ -131,15 +131,51 @@ impl RedirectUri {
         &self.0
     }
 
-    /// Whether `presented` (from an authorize request) is exactly this URI.
+    /// Whether `presented` (from an authorize request) is exactly this URI, or, for a
+    /// loopback IP redirect, this URI on another port (RFC 8252 §7.3).
     pub fn matches(&self, presented: &str) -> bool {
-        self.0 == presented
+        self.0 == presented || same_loopback_redirect_but_port(&self.0, presented)
     }
 }
 
-/// Finds the registered URI that `presented` equals exactly, if any.
+/// Finds the registered URI that `presented` matches ([`RedirectUri::matches`]), if any.
 pub fn match_exact<'a>(registered: &'a [RedirectUri], presented: &str) -> Option<&'a RedirectUri> {
     registered.iter().find(|r| r.matches(presented))
+}
+
+/// The loopback IP literal and the rest (path and query) of an `http` redirect URI, with its
+/// port checked and dropped; `None` for anything else.
+fn loopback_parts(uri: &str) -> Option<(&'static str, &str)> {
+    let rest = uri.strip_prefix("http://")?;
+    let (host, rest) = ["127.0.0.1", "[::1]"]
+        .into_iter()
+        .find_map(|h| rest.strip_prefix(h).map(|r| (h, r)))?;
+    let rest = match rest.strip_prefix(':') {
+        Some(port_and_rest) => {
+            let end = port_and_rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(port_and_rest.len());
+            let port = &port_and_rest[..end];
+            if port.is_empty() || port.len() > 5 || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return None;
+            }
+            &port_and_rest[end..]
+        }
+        None => rest,
+    };
+    // What follows the authority starts a path or a query; anything else (`@`, more host
+    // characters) means the authority was not the bare loopback literal.
+    (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')).then_some((host, rest))
+}
+
+/// Whether `presented` is the loopback IP redirect `registered` on another port (or the same):
+/// native apps listen where the system lets them (RFC 8252 §7.3, kept by RFC 9700 §2.1). The
+/// scheme, IP literal, path and query must be exactly the registered ones.
+pub(crate) fn same_loopback_redirect_but_port(registered: &str, presented: &str) -> bool {
+    match (loopback_parts(registered), loopback_parts(presented)) {
+        (Some(r), Some(p)) => r == p,
+        _ => false,
+    }
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), RedirectUriError> {

@@ -252,9 +252,16 @@ impl Client {
         self.introspect_any_token && self.auth.is_confidential()
     }
 
-    /// Whether `uri` is registered, by exact comparison.
+    /// Whether `uri` is registered: by exact comparison, except that a registered loopback IP
+    /// redirect (`http://127.0.0.1…` or `http://[::1]…`) matches on any port. A native app
+    /// listens on whatever port the system gives it at the time (RFC 8252 §7.3: the server
+    /// MUST allow any port; RFC 9700 §2.1 keeps the exception); the scheme, the IP literal,
+    /// the path and the query must still be exactly the registered ones. `localhost` gets no
+    /// such leniency: it is a name that may resolve elsewhere (RFC 8252 §8.3).
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
-        self.redirect_uris.iter().any(|r| r == uri)
+        self.redirect_uris
+            .iter()
+            .any(|r| r == uri || crate::sanitize::same_loopback_redirect_but_port(r, uri))
     }
 }
 
@@ -322,5 +329,46 @@ mod tests {
             format!("{secret:?} {a:?}"),
             "ClientSecret(<redacted>) SecretHash(<redacted>)"
         );
+    }
+
+    #[test]
+    fn loopback_ip_redirects_match_on_any_port_and_nothing_else() {
+        let client = Client::public(
+            ClientId::new("native").unwrap(),
+            vec![
+                "http://127.0.0.1:8765/callback".into(),
+                "http://[::1]/cb?x=1".into(),
+                "http://localhost:8765/callback".into(),
+                "https://app.example.org/cb".into(),
+            ],
+            ScopeSet::default(),
+        );
+        for ok in [
+            "http://127.0.0.1:8765/callback",
+            "http://127.0.0.1:49152/callback",
+            "http://127.0.0.1/callback",
+            "http://[::1]:1234/cb?x=1",
+            "http://localhost:8765/callback",
+        ] {
+            assert!(client.has_redirect_uri(ok), "{ok}");
+        }
+        for refused in [
+            "http://127.0.0.1:8765/callback/",
+            "http://127.0.0.1:8765/other",
+            "http://127.0.0.1:0/callback",
+            "http://127.0.0.1:65536/callback",
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1:8765@evil.example/callback",
+            "http://127.0.0.1.evil.example/callback",
+            "https://127.0.0.1:8765/callback",
+            "http://127.0.0.2:8765/callback",
+            "http://[::1]:1234/cb?x=2",
+            "http://[::1]:1234/cb",
+            // `localhost` is a name: exact only.
+            "http://localhost:9999/callback",
+            "https://app.example.org:8443/cb",
+        ] {
+            assert!(!client.has_redirect_uri(refused), "{refused}");
+        }
     }
 }

@@ -1021,7 +1021,10 @@ fn revocation_of_refresh_and_access_tokens() {
         )
     };
     // Another client's live tokens are refused (RFC 7009 §2.1) and left alone.
-    for token in [ok.refresh_token.as_deref().unwrap(), ok.access_token.as_str()] {
+    for token in [
+        ok.refresh_token.as_deref().unwrap(),
+        ok.access_token.as_str(),
+    ] {
         let err = revoke(token, "other-app").unwrap_err();
         assert_eq!(err.reason, TokenFailure::RevokeOtherClient);
         let response = err.to_response();

@@ -7,6 +7,7 @@ mod discovery;
 mod harness;
 mod interop;
 mod introspection;
+mod jwks_url;
 mod launch;
 mod server;
 mod support;

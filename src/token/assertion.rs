@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
+use super::client_jwks::{ClientJwksCache, ClientJwksError};
 use super::clients::{Client, ClientAuth};
 use super::jose::{Algorithm, JwsError, UnverifiedJws};
 use super::store::{StoreError, TokenStore};
@@ -48,6 +49,9 @@ pub enum AssertionError {
     /// No `kid`, or no registered key has it with a type that fits `alg`.
     #[error("the client assertion's kid names no registered key")]
     UnknownKey,
+    /// The client's JWK Set URL could not be dereferenced, or its document was unusable.
+    #[error("the client's JWK Set could not be resolved: {0}")]
+    KeySetUnavailable(ClientJwksError),
     /// More than one registered key fits `kid` and `alg`.
     #[error("the client assertion's kid is ambiguous")]
     AmbiguousKey,
@@ -162,6 +166,20 @@ pub fn verify_assertion(
     store: &dyn TokenStore,
     now: OffsetDateTime,
 ) -> Result<(), AssertionError> {
+    verify_assertion_with(assertion, client, policy, store, None, now)
+}
+
+/// [`verify_assertion`], resolving a client's keys by its JWKS URL through `jwks` when it has
+/// one (SMART's key resolution: a whitelisted `jku`, else the registered `jwks_uri`, else the
+/// registered JWK Set).
+pub(crate) fn verify_assertion_with(
+    assertion: &str,
+    client: &Client,
+    policy: &AssertionPolicy,
+    store: &dyn TokenStore,
+    jwks: Option<&ClientJwksCache>,
+    now: OffsetDateTime,
+) -> Result<(), AssertionError> {
     let jws = UnverifiedJws::parse(assertion, MAX_ASSERTION_LEN, &policy.algorithms)?;
     if jws
         .header
@@ -190,6 +208,16 @@ pub fn verify_assertion(
         .kid
         .as_deref()
         .ok_or(AssertionError::UnknownKey)?;
+    let fetched;
+    let keys: &[_] = match (jwks_uri, jwks) {
+        (Some(url), Some(cache)) => {
+            fetched = cache
+                .keys(url, kid, now)
+                .map_err(AssertionError::KeySetUnavailable)?;
+            &fetched
+        }
+        _ => keys,
+    };
     let mut candidates = keys.iter().filter(|k| k.kid() == kid && k.fits(jws.alg));
     let key = candidates.next().ok_or(AssertionError::UnknownKey)?;
     if candidates.next().is_some() {

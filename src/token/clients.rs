@@ -125,10 +125,13 @@ pub enum ClientAuth {
     },
     /// `private_key_jwt`: a signed client assertion.
     PrivateKeyJwt {
-        /// The client's public keys (registered directly, or fetched by the host from
-        /// `jwks_uri`, honouring its `Cache-Control`, and kept here).
+        /// The client's public keys, registered directly (SMART: "JWK Set directly"). Not
+        /// used when `jwks_uri` is set and the server has a
+        /// [`JwksFetcher`](super::JwksFetcher) (`AuthorizationServer::with_jwks_fetcher`):
+        /// the URL's set is then the client's.
         keys: Vec<VerifyingKey>,
-        /// The registered JWKS URL; an assertion's `jku` header must equal it.
+        /// The registered JWK Set URL: an assertion's `jku` header must equal it, and with a
+        /// fetcher configured the keys are dereferenced from it.
         jwks_uri: Option<String>,
     },
 }

@@ -542,8 +542,15 @@ impl AuthorizationServer {
             let mut policy = AssertionPolicy::new(&self.config.token_endpoint);
             policy.algorithms = self.config.assertion_algs.clone();
             policy.leeway = self.config.leeway;
-            assertion::verify_assertion(jwt, &client, &policy, &*self.store, now)
-                .map_err(|e| auth_fail(ClientAuthFailure::Assertion(e), false))?;
+            assertion::verify_assertion_with(
+                jwt,
+                &client,
+                &policy,
+                &*self.store,
+                self.client_jwks.as_ref(),
+                now,
+            )
+            .map_err(|e| auth_fail(ClientAuthFailure::Assertion(e), false))?;
             return Ok((client, presented));
         }
         let id = form_client_id.ok_or_else(|| auth_fail(ClientAuthFailure::NoClient, false))?;

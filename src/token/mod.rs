@@ -38,6 +38,7 @@
 mod access;
 mod assertion;
 mod authorize;
+mod client_jwks;
 mod clients;
 mod config;
 mod endpoint;
@@ -64,6 +65,10 @@ pub use assertion::{
 pub use authorize::{
     Approval, AuthorizeError, AuthorizeRedirect, AuthorizeRequest, MAX_STATE_LEN, RedirectReason,
     RenderReason,
+};
+pub use client_jwks::{
+    ClientJwksError, DEFAULT_JWKS_TTL, FetchedJwks, JWKS_REFETCH_INTERVAL, JwksFetchError,
+    JwksFetcher, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_JWKS_TTL,
 };
 pub use clients::{
     Client, ClientAuth, ClientRegistry, ClientSecret, InMemoryClientRegistry, SecretHash,

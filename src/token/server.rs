@@ -30,6 +30,7 @@ pub struct AuthorizationServer {
     pub(crate) grants: Arc<dyn GrantStatusSource>,
     pub(crate) validator: AccessTokenValidator,
     pub(crate) launches: Option<Arc<dyn LaunchStore>>,
+    pub(crate) client_jwks: Option<super::client_jwks::ClientJwksCache>,
     rng: SystemRandom,
 }
 
@@ -92,8 +93,23 @@ impl AuthorizationServer {
             grants,
             validator,
             launches: None,
+            client_jwks: None,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// Resolves the keys of `private_key_jwt` clients registered with a JWKS URL
+    /// ([`ClientAuth::PrivateKeyJwt`](super::ClientAuth::PrivateKeyJwt)'s `jwks_uri`) through
+    /// the host's `fetcher`, as SMART's confidential-asymmetric profile asks: the set is
+    /// fetched when an assertion needs it, kept no longer than its `Cache-Control` allows
+    /// ([`DEFAULT_JWKS_TTL`](super::DEFAULT_JWKS_TTL) without one), and fetched again for a
+    /// `kid` it lacks (at most once per [`JWKS_REFETCH_INTERVAL`](super::JWKS_REFETCH_INTERVAL)).
+    /// Such a client's directly registered `keys` are then not used. Without a fetcher, the
+    /// registered `keys` are the only ones (the host keeps them current).
+    #[must_use]
+    pub fn with_jwks_fetcher(mut self, fetcher: Arc<dyn super::JwksFetcher>) -> Self {
+        self.client_jwks = Some(super::client_jwks::ClientJwksCache::new(fetcher));
+        self
     }
 
     /// Enables the EHR launch with `store` holding the launch handles: discovery advertises

@@ -94,3 +94,42 @@ fn a_body_over_the_limit_is_refused_in_the_endpoints_language() {
         assert_security_headers(&login, "portal");
     });
 }
+
+#[test]
+fn smart_configuration_is_json_whatever_the_accept_header_says() {
+    // SMART App Launch: the discovery document is JSON, and is served as such even to a
+    // client asking for something else.
+    let d = demo();
+    run(async {
+        let mut b = d.browser();
+        let url = format!("{}/.well-known/smart-configuration", d.fhir());
+        for accept in [
+            "text/html",
+            "application/fhir+xml",
+            "*/*",
+            "application/json",
+        ] {
+            let reply = b.get_with(&url, &[("accept", accept)]).await;
+            assert_eq!(reply.status, 200, "{accept}: {reply:?}");
+            assert!(
+                reply
+                    .header("content-type")
+                    .is_some_and(|t| t.starts_with("application/json")),
+                "{accept}"
+            );
+            let caps = reply.json()["capabilities"].clone();
+            for cap in ["permission-v1", "permission-v2", "permission-offline"] {
+                assert!(
+                    caps.as_array().unwrap().contains(&cap.into()),
+                    "{cap} in {caps}"
+                );
+            }
+            assert!(
+                !caps
+                    .as_array()
+                    .unwrap()
+                    .contains(&"permission-online".into())
+            );
+        }
+    });
+}

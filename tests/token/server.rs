@@ -664,6 +664,11 @@ fn refresh_rotates_keeps_or_narrows_scope_and_stays_bound_to_the_client() {
     ));
     assert_eq!(err.reason, TokenFailure::ScopeWidened);
     assert_eq!(err.oauth.error, OAuthErrorCode::InvalidScope);
+    // A fixed, human-readable error_description (RFC 6749 §5.2), no detail of the request.
+    assert_eq!(
+        json(&err.to_response())["error_description"],
+        "the requested scope is invalid or exceeds the grant"
+    );
 
     // Without scope: same scope, new refresh token.
     let later = START + Duration::minutes(50);
@@ -673,6 +678,10 @@ fn refresh_rotates_keeps_or_narrows_scope_and_stays_bound_to_the_client() {
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(response.headers()[header::PRAGMA], "no-cache");
     assert_eq!(json(&response)["patient"], "355");
+    // SMART: the refresh response carries token_type and a numeric expires_in, as the
+    // code exchange's does.
+    assert_eq!(json(&response)["token_type"], "Bearer");
+    assert_eq!(json(&response)["expires_in"], 3600);
     let rt2 = second.refresh_token.clone().unwrap();
     assert_ne!(rt1, rt2);
     assert!(
@@ -1123,4 +1132,36 @@ fn online_access_is_never_granted_and_brings_no_refresh_token() {
             .split(' ')
             .any(|s| s == "patient/Observation.rs")
     );
+}
+
+#[test]
+fn a_shared_secret_client_gets_no_backend_token_even_if_registered_for_it() {
+    // SMART Backend Services: client_credentials only with asymmetric authentication.
+    let h = harness();
+    let mut client = Client::confidential(
+        ClientId::new("secret-backend").unwrap(),
+        fhirguard::token::SecretHash::new(&fhirguard::token::ClientSecret::new(SECRET)).unwrap(),
+        Vec::new(),
+        scopes("system/Observation.rs"),
+    );
+    client.authorization_code = false;
+    client.client_credentials = true;
+    h.clients.register(client);
+    let mut request = post_form(
+        &token_url(),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Observation.rs"),
+        ],
+    );
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("secret-backend:{SECRET}"))
+    );
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, basic.parse().unwrap());
+    let err = failure(h.server.token(&request, START));
+    assert_eq!(err.reason, TokenFailure::GrantTypeNotAllowed);
+    assert_eq!(json(&err.to_response())["error"], "unauthorized_client");
 }

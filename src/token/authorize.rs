@@ -593,6 +593,9 @@ impl AuthorizationServer {
             _ => return Err(fail(RedirectReason::GrantNotActive)),
         }
         let server = |e| fail(RedirectReason::Server(e));
+        // The host's to get right; the app is only told the server failed.
+        super::launch::check_fhir_context(&approval.fhir_context)
+            .map_err(|e| server(ServerFailure::FhirContext(e)))?;
         let code = self.random().map_err(server)?;
         let family_id = self.random().map_err(server)?;
         let record = CodeRecord {

@@ -135,6 +135,87 @@ pub enum LaunchError {
     /// The operating system's random source failed.
     #[error("random source failed")]
     Random,
+    /// A `fhirContext` entry is not one SMART allows ([`check_fhir_context`]).
+    #[error("fhirContext: {0}")]
+    FhirContext(FhirContextError),
+}
+
+/// Why a `fhirContext` entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FhirContextError {
+    /// Not a JSON object.
+    #[error("entry {0} is not an object")]
+    NotAnObject(usize),
+    /// No non-empty `reference`, `canonical` or `identifier`.
+    #[error("entry {0} has no reference, canonical or identifier")]
+    NothingReferenced(usize),
+    /// `role` is not a non-empty string, or is neither `launch` nor an absolute URI.
+    #[error("entry {0} has an invalid role")]
+    BadRole(usize),
+    /// A Patient or Encounter in the launch role: those go in the top-level `patient` and
+    /// `encounter` parameters.
+    #[error("entry {0} puts a Patient or Encounter in the launch role")]
+    PatientOrEncounterInLaunchRole(usize),
+}
+
+/// Checks `fhirContext` entries as SMART App Launch 2.2 (scopes-and-launch-context) has them:
+/// each an object with at least one of `reference`, `canonical` or `identifier`; a `role`, when
+/// present, a non-empty string that is `launch` (the default) or an absolute URI; and no
+/// Patient or Encounter unless its role is other than `launch` (they have the top-level
+/// `patient` and `encounter` parameters).
+pub fn check_fhir_context(entries: &[serde_json::Value]) -> Result<(), FhirContextError> {
+    for (i, entry) in entries.iter().enumerate() {
+        let object = entry.as_object().ok_or(FhirContextError::NotAnObject(i))?;
+        let present = |name: &str| match object.get(name) {
+            Some(serde_json::Value::String(s)) => !s.is_empty(),
+            Some(serde_json::Value::Object(o)) => !o.is_empty(),
+            _ => false,
+        };
+        if !(present("reference") || present("canonical") || present("identifier")) {
+            return Err(FhirContextError::NothingReferenced(i));
+        }
+        let launch_role = match object.get("role") {
+            None => true,
+            Some(serde_json::Value::String(role)) if role == "launch" => true,
+            Some(serde_json::Value::String(role)) if is_absolute_uri(role) => false,
+            Some(_) => return Err(FhirContextError::BadRole(i)),
+        };
+        let ty = object
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .or_else(|| {
+                let reference = object.get("reference")?.as_str()?;
+                let mut parts = reference.rsplit('/');
+                let last = parts.next()?;
+                let before = parts.next()?;
+                // `Type/id` or `…/Type/id/_history/n`.
+                Some(
+                    if last.chars().all(|c| c.is_ascii_digit()) && before == "_history" {
+                        parts.nth(1)?
+                    } else {
+                        before
+                    },
+                )
+            });
+        if launch_role && matches!(ty, Some("Patient" | "Encounter")) {
+            return Err(FhirContextError::PatientOrEncounterInLaunchRole(i));
+        }
+    }
+    Ok(())
+}
+
+/// `scheme:` followed by something, the scheme a letter then letters, digits, `+`, `-`, `.`
+/// (RFC 3986 §3.1), with no whitespace.
+fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && !s.chars().any(char::is_whitespace)
 }
 
 /// Where launch handles wait for the app's authorization request.

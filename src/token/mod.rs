@@ -86,8 +86,8 @@ pub use introspect::{Introspection, IntrospectionOutcome, Revoked};
 pub use jose::{Algorithm, Jwk, Jwks, KeyError, SigningKey, VerifyingKey};
 pub use keys::{InMemoryKeySource, KeySource, KeySourceError};
 pub use launch::{
-    EhrLaunch, InMemoryLaunchStore, LAUNCH_TTL, LaunchContext, LaunchError, LaunchStore,
-    MAX_LAUNCH_LEN, MAX_PENDING_LAUNCHES,
+    EhrLaunch, FhirContextError, InMemoryLaunchStore, LAUNCH_TTL, LaunchContext, LaunchError,
+    LaunchStore, MAX_LAUNCH_LEN, MAX_PENDING_LAUNCHES, check_fhir_context,
 };
 pub use pkce::{
     PkceError, check_challenge as check_pkce_challenge, s256 as pkce_s256, verify as verify_pkce,

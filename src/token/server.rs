@@ -55,6 +55,9 @@ pub enum ServerFailure {
     /// The token store failed.
     #[error("token store failed: {0}")]
     Store(super::store::StoreError),
+    /// The host's approval carried a `fhirContext` entry SMART does not allow.
+    #[error("the approval's fhirContext is invalid: {0}")]
+    FhirContext(super::launch::FhirContextError),
 }
 
 impl AuthorizationServer {
@@ -131,6 +134,8 @@ impl AuthorizationServer {
         now: OffsetDateTime,
     ) -> Result<EhrLaunch, LaunchError> {
         let store = self.launches.as_ref().ok_or(LaunchError::NotEnabled)?;
+        super::launch::check_fhir_context(&context.fhir_context)
+            .map_err(LaunchError::FhirContext)?;
         let client = self
             .clients
             .client(&context.client_id)

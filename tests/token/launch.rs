@@ -292,3 +292,100 @@ fn discovery_advertises_the_ehr_launch_only_with_a_store() {
             .contains(&"launch-ehr".into())
     );
 }
+
+#[test]
+fn fhir_context_intent_and_tenant_reach_the_token_response_and_bad_context_is_refused() {
+    let l = launching();
+    let good = vec![
+        serde_json::json!({"reference": "DiagnosticReport/dr-1"}),
+        serde_json::json!({"canonical": "https://ehr.example.org/Questionnaire/q|2"}),
+        serde_json::json!({"identifier": {"system": "urn:x", "value": "1"}, "type": "ServiceRequest"}),
+        // A Patient other than the one in context may appear in a role of its own.
+        serde_json::json!({"reference": "Patient/85", "role": "https://example.org/roles/sibling"}),
+    ];
+    let mut context = context_for("public-app", "355");
+    context.fhir_context = good.clone();
+    context.intent = Some("reconcile-medications".into());
+    context.tenant = Some("clinic-a".into());
+    let launch = l.server.ehr_launch(context, START).unwrap();
+    let request = authorize_with_launch(&l, "public-app", &launch.handle, START).unwrap();
+    let mut approved = approval("public-app", START);
+    approved.approved_scope = scopes(EHR_SCOPE);
+    let redirect = l.server.approve(&request, approved, START).unwrap();
+    let code = redirect_param(&redirect.location, "code").unwrap();
+    let outcome = l.server.token(
+        &post_form(
+            &token_url(),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("client_id", "public-app"),
+                ("code_verifier", VERIFIER),
+            ],
+        ),
+        START,
+    );
+    let body = json(&token_response(&outcome));
+    assert_eq!(body["fhirContext"], serde_json::Value::Array(good));
+    assert_eq!(body["intent"], "reconcile-medications");
+    assert_eq!(body["tenant"], "clinic-a");
+
+    use fhirguard::token::FhirContextError as E;
+    for (entry, expected) in [
+        (
+            serde_json::json!("DiagnosticReport/dr-1"),
+            E::NotAnObject(0),
+        ),
+        (
+            serde_json::json!({"type": "Observation"}),
+            E::NothingReferenced(0),
+        ),
+        (
+            serde_json::json!({"reference": ""}),
+            E::NothingReferenced(0),
+        ),
+        (
+            serde_json::json!({"reference": "Observation/1", "role": ""}),
+            E::BadRole(0),
+        ),
+        (
+            serde_json::json!({"reference": "Observation/1", "role": "sibling"}),
+            E::BadRole(0),
+        ),
+        (
+            serde_json::json!({"reference": "Patient/85"}),
+            E::PatientOrEncounterInLaunchRole(0),
+        ),
+        (
+            serde_json::json!({"reference": "https://ehr.example.org/fhir/Encounter/e/_history/2", "role": "launch"}),
+            E::PatientOrEncounterInLaunchRole(0),
+        ),
+        (
+            serde_json::json!({"identifier": {"value": "1"}, "type": "Patient"}),
+            E::PatientOrEncounterInLaunchRole(0),
+        ),
+    ] {
+        let mut context = context_for("public-app", "355");
+        context.fhir_context = vec![entry.clone()];
+        assert_eq!(
+            l.server.ehr_launch(context, START).unwrap_err(),
+            LaunchError::FhirContext(expected.clone()),
+            "{entry}"
+        );
+        // The host's approval is checked the same way; the app only hears server_error.
+        let request = validated_request(&l.h, "public-app");
+        let mut approval = approval("public-app", START);
+        approval.fhir_context = vec![entry.clone()];
+        let (reason, location) =
+            redirect_reason(l.h.server.approve(&request, approval, START).unwrap_err());
+        assert!(
+            matches!(reason, RedirectReason::Server(_)),
+            "{entry}: {reason:?}"
+        );
+        assert_eq!(
+            redirect_param(&location, "error").as_deref(),
+            Some("server_error")
+        );
+    }
+}

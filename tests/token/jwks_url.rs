@@ -65,14 +65,14 @@ fn with_url_client() -> (Harness, Arc<Served>) {
     (h, served)
 }
 
-fn token_with(
-    h: &Harness,
+/// A backend token request of `url-backend`, its assertion signed with `key`.
+fn backend_request(
     key: &SigningKey,
     jti: &str,
     at: time::OffsetDateTime,
-) -> Result<(), TokenFailure> {
+) -> http::Request<Vec<u8>> {
     let jwt = assertion(key, "url-backend", at, jti, |_| {});
-    let request = post_form(
+    post_form(
         &token_url(),
         &[
             ("grant_type", "client_credentials"),
@@ -80,9 +80,17 @@ fn token_with(
             ("client_assertion_type", BEARER_TYPE),
             ("client_assertion", &jwt),
         ],
-    );
+    )
+}
+
+fn token_with(
+    h: &Harness,
+    key: &SigningKey,
+    jti: &str,
+    at: time::OffsetDateTime,
+) -> Result<(), TokenFailure> {
     h.server
-        .token(&request, at)
+        .token(&backend_request(key, jti, at), at)
         .map(|_| ())
         .map_err(|e| e.reason)
 }
@@ -162,17 +170,11 @@ fn an_unreachable_or_unusable_set_is_invalid_client() {
         AssertionError::KeySetUnavailable(ClientJwksError::Invalid)
     );
     // On the wire, any of these is `invalid_client` (no detail leaks).
-    let jwt = assertion(&h.es384, "url-backend", START, "x-3", |_| {});
-    let request = post_form(
-        &token_url(),
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "system/Observation.rs"),
-            ("client_assertion_type", BEARER_TYPE),
-            ("client_assertion", &jwt),
-        ],
-    );
-    let response = h.server.token(&request, START).unwrap_err().to_response();
+    let response = h
+        .server
+        .token(&backend_request(&h.es384, "x-3", START), START)
+        .unwrap_err()
+        .to_response();
     assert_eq!(response.status(), 400);
     assert_eq!(json(&response)["error"], "invalid_client");
 }

@@ -55,6 +55,23 @@ fn context_for(client: &str, patient: &str) -> LaunchContext {
     c
 }
 
+/// `public-app`'s code exchange at the launching server.
+fn redeem(l: &Launching, code: &str, at: time::OffsetDateTime) -> fhirguard::token::TokenOutcome {
+    l.server.token(
+        &post_form(
+            &token_url(),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("client_id", "public-app"),
+                ("code_verifier", VERIFIER),
+            ],
+        ),
+        at,
+    )
+}
+
 fn launch_param(url: &str, name: &str) -> String {
     redirect_param(url, name).unwrap()
 }
@@ -115,19 +132,7 @@ fn ehr_launch_returns_the_launch_context_with_the_tokens() {
     approval.smart_style_url = None;
     let redirect = l.server.approve(&request, approval, START).unwrap();
     let code = redirect_param(&redirect.location, "code").unwrap();
-    let outcome = l.server.token(
-        &post_form(
-            &token_url(),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("client_id", "public-app"),
-                ("code_verifier", VERIFIER),
-            ],
-        ),
-        START + Duration::seconds(5),
-    );
+    let outcome = redeem(&l, &code, START + Duration::seconds(5));
     assert!(outcome.is_ok(), "token request refused");
     let body = json(&token_response(&outcome));
     assert_eq!(body["patient"], "355");
@@ -313,19 +318,7 @@ fn fhir_context_intent_and_tenant_reach_the_token_response_and_bad_context_is_re
     approved.approved_scope = scopes(EHR_SCOPE);
     let redirect = l.server.approve(&request, approved, START).unwrap();
     let code = redirect_param(&redirect.location, "code").unwrap();
-    let outcome = l.server.token(
-        &post_form(
-            &token_url(),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("client_id", "public-app"),
-                ("code_verifier", VERIFIER),
-            ],
-        ),
-        START,
-    );
+    let outcome = redeem(&l, &code, START);
     let body = json(&token_response(&outcome));
     assert_eq!(body["fhirContext"], serde_json::Value::Array(good));
     assert_eq!(body["intent"], "reconcile-medications");

@@ -104,3 +104,18 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
         .unwrap()
         .block_on(f);
 }
+
+/// HEAD answered as RFC 9110 §9.3.2 says: GET's status and these headers, the GET body's
+/// length, no body.
+pub fn assert_head_is_get_without_body(head: &Reply, get: &Reply, what: &str, headers: &[&str]) {
+    assert_eq!(head.status, get.status, "HEAD {what}");
+    assert!(head.body.is_empty(), "HEAD {what}");
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string()),
+        "HEAD {what}"
+    );
+    for name in headers {
+        assert_eq!(head.header(name), get.header(name), "HEAD {what}: {name}");
+    }
+}

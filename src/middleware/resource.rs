@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
 /// The media type of every [`FhirJson`] response.
-const FHIR_JSON: &str = "application/fhir+json";
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// A FHIR resource (or Bundle) as a response body, which hands the guard the resource itself.
 ///
@@ -42,7 +42,7 @@ const FHIR_JSON: &str = "application/fhir+json";
 ///
 /// let resource = serde_json::json!({"resourceType": "Patient", "id": "355"});
 /// let response = FhirJson::new(resource).into_response();
-/// assert_eq!(response.headers()["content-type"], "application/fhir+json");
+/// assert_eq!(response.headers()["content-type"], "application/fhir+json; charset=utf-8");
 /// // The length is exact, so a server sends `Content-Length`, not chunks.
 /// assert_eq!(response.body().size_hint().exact(), Some(37));
 /// ```

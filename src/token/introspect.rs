@@ -219,7 +219,8 @@ impl AuthorizationServer {
                 iss: Some(c.iss),
                 sub: Some(c.sub),
                 aud: c.aud.into_iter().next(),
-                token_type: Some("access_token"),
+                // RFC 7662 §2.2: the token type as RFC 6749 §7.1 names it, not a hint value.
+                token_type: Some("Bearer"),
                 patient: c.patient.map(|p| p.to_string()),
                 encounter: c.encounter,
                 fhir_user: c.fhir_user.map(|u| self.absolute_fhir_url(&u)),

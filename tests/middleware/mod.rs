@@ -43,7 +43,10 @@ fn assert_generic_outcome(reply: &Reply) {
         "{:?}",
         reply.body
     );
-    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/fhir+json");
+    assert_eq!(
+        reply.headers[header::CONTENT_TYPE],
+        "application/fhir+json; charset=utf-8"
+    );
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     let text = String::from_utf8_lossy(&reply.raw);
     assert!(!text.contains("355") && !text.contains("85"), "{text}");
@@ -303,7 +306,10 @@ async fn fhir_json_answers_are_checked_and_sent_from_the_value() {
         .await;
     assert_eq!(typed.status, StatusCode::OK);
     assert_eq!(typed.body, bytes.body);
-    assert_eq!(typed.headers[header::CONTENT_TYPE], "application/fhir+json");
+    assert_eq!(
+        typed.headers[header::CONTENT_TYPE],
+        "application/fhir+json; charset=utf-8"
+    );
     assert_eq!(
         typed.headers[header::CONTENT_LENGTH],
         typed.raw.len().to_string()

@@ -965,6 +965,8 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
     assert_eq!(body["iss"], ISSUER);
     assert_eq!(body["sub"], "user-355");
     assert_eq!(body["fhirUser"], format!("{FHIR_BASE}/Patient/355"));
+    // RFC 7662 §2.2: the access token's type as RFC 6749 §7.1 names it.
+    assert_eq!(body["token_type"], "Bearer");
     // Every launch-context parameter of the token response comes back (SMART 2.2).
     assert_eq!(body["need_patient_banner"], false);
     assert_eq!(

@@ -9,3 +9,9 @@ pub use outcome::{
     PublicProblem, RejectionReason, error_response, problem_response,
 };
 pub use request::{FhirRequest, Interaction, ResourceType, SearchParam};
+
+/// The media type of every FHIR JSON response fhirguard writes.
+///
+/// FHIR R4 (http.html) asks every response to state its character set, so the
+/// `charset=utf-8` parameter is part of the value rather than left to the client to assume.
+pub const FHIR_JSON_MEDIA_TYPE: &str = "application/fhir+json; charset=utf-8";

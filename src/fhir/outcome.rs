@@ -218,7 +218,7 @@ pub fn problem_response(problem: PublicProblem) -> Response<Vec<u8>> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+        HeaderValue::from_static(super::FHIR_JSON_MEDIA_TYPE),
     );
     if problem == PublicProblem::Unauthorized {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

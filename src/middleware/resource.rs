@@ -11,8 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
-/// The media type of every [`FhirJson`] response.
-const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+use crate::fhir::FHIR_JSON_MEDIA_TYPE as FHIR_JSON;
 
 /// A FHIR resource (or Bundle) as a response body, which hands the guard the resource itself.
 ///

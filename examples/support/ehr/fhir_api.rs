@@ -17,6 +17,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tower::Layer as _;
 
+use fhirguard::fhir::FHIR_JSON_MEDIA_TYPE as FHIR_JSON;
 use fhirguard::fhir::Interaction;
 use fhirguard::middleware::{
     FhirJson, GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService,
@@ -26,8 +27,6 @@ use fhirguard::token::AuthorizationServer;
 use http_body_util::Either;
 
 use crate::fhir_store::{FhirStore, StoreError};
-
-const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// What the store handler answers with: the resource itself (the guard checks it and writes
 /// its bytes, without parsing them again), or fixed bytes (metadata, discovery, a bare status).

@@ -156,6 +156,9 @@ pub struct Sanitizer {
 /// Which parameters an interaction accepts.
 enum ParamScope<'a> {
     None,
+    /// Capabilities: only `mode=full` (R4 http.html#capabilities), which is what the
+    /// statement already is.
+    Capabilities,
     /// Read/vread: `_summary`, `_elements`.
     Read,
     /// History: `_count`, `_since`, `_at`.
@@ -561,7 +564,8 @@ impl Sanitizer {
     fn param_scope<'a>(&'a self, r: &'a Route) -> Result<ParamScope<'a>, SanitizeError> {
         let t = r.resource_type.as_ref().map(ResourceType::as_str);
         Ok(match &r.interaction {
-            Interaction::Capabilities | Interaction::BatchOrTransaction => ParamScope::None,
+            Interaction::Capabilities => ParamScope::Capabilities,
+            Interaction::BatchOrTransaction => ParamScope::None,
             Interaction::Read | Interaction::Vread => ParamScope::Read,
             Interaction::HistoryInstance
             | Interaction::HistoryType
@@ -592,7 +596,7 @@ impl Sanitizer {
             list.iter().find(|(n, _)| *n == name).map(|(_, d)| d)
         };
         match scope {
-            ParamScope::None => None,
+            ParamScope::None | ParamScope::Capabilities => None,
             ParamScope::Read => fixed(&READ_PARAMS),
             ParamScope::History => fixed(&HISTORY_PARAMS),
             ParamScope::Search(_, params) => params.get(name),
@@ -646,7 +650,17 @@ impl Sanitizer {
             if general_param(name, &value)? {
                 continue;
             }
-            if matches!(scope, ParamScope::None) {
+            if matches!(scope, ParamScope::Capabilities) && name == "mode" {
+                // `full` is the default the handler answers anyway: checked here, never passed
+                // on. `normative` and `terminology` ask for other documents it does not serve.
+                if value == "full" {
+                    continue;
+                }
+                return Err(SanitizeError::UnsupportedParameter {
+                    name: safe_name(name),
+                });
+            }
+            if matches!(scope, ParamScope::None | ParamScope::Capabilities) {
                 return Err(SanitizeError::ParametersNotAllowed);
             }
             let values = split_unescaped_raw(value);
@@ -1633,6 +1647,17 @@ mod tests {
             with(Method::HEAD, "/fhir/metadata?x=1").unwrap_err(),
             SanitizeError::ParametersNotAllowed
         );
+        // `mode=full` is the statement itself; the other modes are other documents.
+        assert_eq!(
+            with(Method::GET, "/fhir/metadata?mode=full").unwrap(),
+            with(Method::GET, "/fhir/metadata").unwrap()
+        );
+        for mode in ["normative", "terminology", "FULL"] {
+            assert!(matches!(
+                with(Method::GET, &format!("/fhir/metadata?mode={mode}")).unwrap_err(),
+                SanitizeError::UnsupportedParameter { .. }
+            ));
+        }
         // POST-only routes stay POST-only.
         assert_eq!(
             allow_of(with(Method::HEAD, "/fhir/Patient/_search").unwrap_err()),
@@ -1734,8 +1759,18 @@ mod tests {
             .deny_interaction(InteractionCode::SearchSystem);
         let no_history = Sanitizer::new(config).unwrap();
         let g = |t: &str| no_history.parse_parts(&Method::GET, t, &HeaderMap::new(), b"");
+        // Nothing supported is left at these paths: RFC 9110 §10.2.1's empty `Allow` for a
+        // resource disabled by configuration.
         assert_eq!(allow_of(g("/fhir/Patient/1/_history").unwrap_err()), "");
         assert_eq!(allow_of(g("/fhir?_id=1").unwrap_err()), "");
+        // Where something is supported, the `405` names it.
+        let post = no_history.parse_parts(
+            &Method::POST,
+            "/fhir/Patient/1/_history/1",
+            &HeaderMap::new(),
+            b"",
+        );
+        assert_eq!(allow_of(post.unwrap_err()), "GET, HEAD");
         assert!(g("/fhir/Patient/1/_history/1").is_ok());
         assert!(g("/fhir/Patient/_history").is_ok());
     }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode, utf8_percent_encode};
 use time::OffsetDateTime;
 
 use super::clients::Client;
@@ -58,6 +58,9 @@ pub enum RedirectReason {
     /// A parameter was sent twice.
     #[error("parameter {0} was repeated")]
     Duplicate(&'static str),
+    /// A parameter's value is not UTF-8 or holds a control character.
+    #[error("parameter {0} is malformed")]
+    Malformed(&'static str),
     /// A required parameter is missing.
     #[error("parameter {0} is missing")]
     Missing(&'static str),
@@ -334,17 +337,33 @@ fn redirect_to(base: &str, params: &[(&str, &str)], via_post: bool) -> Authorize
 
 fn redirect_error(
     redirect_uri: &str,
-    state: Option<&str>,
+    state: Option<&[u8]>,
     reason: RedirectReason,
     via_post: bool,
 ) -> AuthorizeError {
-    let mut params = vec![("error", reason.code().as_str())];
+    let mut redirect = redirect_to(redirect_uri, &[("error", reason.code().as_str())], via_post);
     if let Some(state) = state {
-        params.push(("state", state));
+        redirect.location.push_str("&state=");
+        redirect.location.extend(percent_encode(state, QUERY_VALUE));
     }
-    AuthorizeError::Redirect {
-        redirect: redirect_to(redirect_uri, &params, via_post),
-        reason,
+    AuthorizeError::Redirect { redirect, reason }
+}
+
+/// The name of a parameter the authorization endpoint knows, for an error reason (which
+/// carries only static names, so nothing the request sent is kept in it).
+fn known_param(name: &str) -> &'static str {
+    match name {
+        "state" => "state",
+        "scope" => "scope",
+        "aud" => "aud",
+        "client_id" => "client_id",
+        "redirect_uri" => "redirect_uri",
+        "code_challenge" => "code_challenge",
+        "code_challenge_method" => "code_challenge_method",
+        "response_type" => "response_type",
+        "nonce" => "nonce",
+        "launch" => "launch",
+        _ => "parameter",
     }
 }
 
@@ -375,9 +394,11 @@ impl AuthorizationServer {
             if !form_encoded {
                 return Err(AuthorizeError::Render(RenderReason::BadMethod));
             }
-            FormParams::parse(request.body().as_ref())
+            FormParams::parse_setting_aside_malformed(request.body().as_ref())
         } else {
-            FormParams::parse(request.uri().query().unwrap_or("").as_bytes())
+            FormParams::parse_setting_aside_malformed(
+                request.uri().query().unwrap_or("").as_bytes(),
+            )
         }
         .map_err(|e| AuthorizeError::Render(RenderReason::Form(e)))?;
         self.authorize_params(&params, via_post, now)
@@ -413,21 +434,20 @@ impl AuthorizationServer {
         // 2. From here on, errors go back to the app with its state.
         // Echoed even when too long to accept (RFC 6749 §4.1.2.1: REQUIRED if the request had
         // one): it came in the request's own URL, so its size is already bounded.
-        let state = params.get("state").ok().flatten();
+        // A malformed state (CR/LF, not UTF-8) is echoed too, as the percent-encoded bytes it
+        // arrived as: the app still matches it, and nothing raw reaches the header.
+        let state = params
+            .get("state")
+            .ok()
+            .flatten()
+            .map(str::as_bytes)
+            .or_else(|| params.malformed_value("state"));
         let fail = |reason| redirect_error(redirect_uri, state, reason, via_post);
+        if let Some(name) = params.first_malformed() {
+            return Err(fail(RedirectReason::Malformed(known_param(name))));
+        }
         if let Some(name) = params.first_duplicate() {
-            let name = match name {
-                "state" => "state",
-                "scope" => "scope",
-                "aud" => "aud",
-                "code_challenge" => "code_challenge",
-                "code_challenge_method" => "code_challenge_method",
-                "response_type" => "response_type",
-                "nonce" => "nonce",
-                "launch" => "launch",
-                _ => "parameter",
-            };
-            return Err(fail(RedirectReason::Duplicate(name)));
+            return Err(fail(RedirectReason::Duplicate(known_param(name))));
         }
         let get = |name: &'static str| params.get(name).ok().flatten();
         // Ignoring a request object would answer the query's parameters while the app believes
@@ -541,7 +561,7 @@ impl AuthorizationServer {
         let fail = |reason| {
             redirect_error(
                 &request.redirect_uri,
-                Some(&request.state),
+                Some(request.state.as_bytes()),
                 reason,
                 request.via_post,
             )

@@ -50,6 +50,11 @@ struct Param {
 #[derive(Clone, Default)]
 pub struct FormParams {
     params: BTreeMap<String, Param>,
+    /// Parameters set aside by [`FormParams::parse_setting_aside_malformed`]: name → the
+    /// percent-decoded bytes of a value that is not UTF-8 or holds a control character.
+    malformed: BTreeMap<String, Vec<u8>>,
+    /// Whether a parameter *name* was malformed (it cannot even be set aside by name).
+    malformed_name: bool,
 }
 
 impl fmt::Debug for FormParams {
@@ -58,15 +63,17 @@ impl fmt::Debug for FormParams {
     }
 }
 
-fn decode(raw: &[u8]) -> Result<String, FormError> {
+/// `raw` with `+` as space and percent-escapes decoded, as bytes (not yet checked).
+fn decode_bytes(raw: &[u8]) -> Vec<u8> {
     let plus: Vec<u8> = raw
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })
         .collect();
-    let text = percent_decode(&plus)
-        .decode_utf8()
-        .map_err(|_| FormError::NotUtf8)?
-        .into_owned();
+    percent_decode(&plus).collect()
+}
+
+fn check(bytes: Vec<u8>) -> Result<String, FormError> {
+    let text = String::from_utf8(bytes).map_err(|_| FormError::NotUtf8)?;
     if text.chars().any(char::is_control) {
         return Err(FormError::ControlCharacter);
     }
@@ -74,12 +81,30 @@ fn decode(raw: &[u8]) -> Result<String, FormError> {
 }
 
 impl FormParams {
-    /// Parses a form body or a query string (without the leading `?`).
+    /// Parses a form body or a query string (without the leading `?`); any malformed name or
+    /// value fails the whole form.
     pub fn parse(body: &[u8]) -> Result<Self, FormError> {
+        Self::parse_inner(body, false)
+    }
+
+    /// Parses like [`parse`](Self::parse), but sets a malformed value (not UTF-8, or holding a
+    /// control character) aside instead of failing the whole form: [`get`](Self::get) treats
+    /// it as absent, and [`first_malformed`](Self::first_malformed) reports it.
+    ///
+    /// An authorization endpoint needs this: RFC 6749 §4.1.2.1 sends a malformed request
+    /// back to the app as `invalid_request` once `client_id` and `redirect_uri` are known to
+    /// be good, so one bad `state` must not hide them. Oversize forms still fail.
+    pub fn parse_setting_aside_malformed(body: &[u8]) -> Result<Self, FormError> {
+        Self::parse_inner(body, true)
+    }
+
+    fn parse_inner(body: &[u8], set_aside: bool) -> Result<Self, FormError> {
         if body.len() > MAX_FORM_LEN {
             return Err(FormError::TooLong);
         }
         let mut params: BTreeMap<String, Param> = BTreeMap::new();
+        let mut malformed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut malformed_name = false;
         let mut count = 0usize;
         for pair in body.split(|&b| b == b'&') {
             if pair.is_empty() {
@@ -93,8 +118,23 @@ impl FormParams {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &[][..]),
             };
-            let name = decode(name)?;
-            let value = decode(value)?;
+            let name = match check(decode_bytes(name)) {
+                Ok(name) => name,
+                Err(_) if set_aside => {
+                    malformed_name = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let raw_value = decode_bytes(value);
+            let value = match check(raw_value.clone()) {
+                Ok(value) => value,
+                Err(_) if set_aside => {
+                    malformed.entry(name).or_insert(raw_value);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match params.get_mut(&name) {
                 Some(existing) => existing.repeated = true,
                 None => {
@@ -108,7 +148,11 @@ impl FormParams {
                 }
             }
         }
-        Ok(Self { params })
+        Ok(Self {
+            params,
+            malformed,
+            malformed_name,
+        })
     }
 
     /// The value of `name`: `Ok(None)` if absent or empty, an error if sent more than once.
@@ -124,6 +168,22 @@ impl FormParams {
     /// Whether `name` was sent at all (even empty or repeated).
     pub fn contains(&self, name: &str) -> bool {
         self.params.contains_key(name)
+    }
+
+    /// The first parameter whose value
+    /// [`parse_setting_aside_malformed`](Self::parse_setting_aside_malformed) set aside, or
+    /// `Some("")` for a malformed name.
+    pub fn first_malformed(&self) -> Option<&str> {
+        self.malformed
+            .keys()
+            .next()
+            .map(String::as_str)
+            .or(self.malformed_name.then_some(""))
+    }
+
+    /// The percent-decoded bytes of `name`'s value if it was set aside as malformed.
+    pub fn malformed_value(&self, name: &str) -> Option<&[u8]> {
+        self.malformed.get(name).map(Vec::as_slice)
     }
 
     /// The first parameter sent more than once, if any.
@@ -168,5 +228,30 @@ mod tests {
         );
         let long = vec![b'a'; MAX_FORM_LEN + 1];
         assert_eq!(FormParams::parse(&long).err(), Some(FormError::TooLong));
+    }
+
+    #[test]
+    fn sets_malformed_values_aside_when_asked() {
+        let form =
+            FormParams::parse_setting_aside_malformed(b"client_id=app&state=a%0d%0ab&x=%ff&%fe=1")
+                .unwrap();
+        assert_eq!(form.get("client_id"), Ok(Some("app")));
+        assert_eq!(form.get("state"), Ok(None));
+        assert!(!form.contains("state"));
+        assert_eq!(form.first_malformed(), Some("state"));
+        assert_eq!(form.malformed_value("state"), Some(&b"a\r\nb"[..]));
+        assert_eq!(form.malformed_value("x"), Some(&[0xff][..]));
+        assert_eq!(form.malformed_value("client_id"), None);
+
+        let only_name = FormParams::parse_setting_aside_malformed(b"a=1&%ff=2").unwrap();
+        assert_eq!(only_name.first_malformed(), Some(""));
+        let clean = FormParams::parse_setting_aside_malformed(b"a=1").unwrap();
+        assert_eq!(clean.first_malformed(), None);
+        // Oversize forms still fail as a whole.
+        let long = vec![b'a'; MAX_FORM_LEN + 1];
+        assert_eq!(
+            FormParams::parse_setting_aside_malformed(&long).err(),
+            Some(FormError::TooLong)
+        );
     }
 }

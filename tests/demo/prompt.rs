@@ -67,3 +67,38 @@ fn prompt_none_never_shows_a_page_and_prompt_login_re_authenticates() {
         assert!(approval.text().contains("name=\"category\""));
     });
 }
+
+#[test]
+fn a_request_reaching_no_category_goes_back_as_invalid_scope_without_a_page() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let mut b = d.browser();
+        let (_, challenge) = pkce();
+        // A granular scope whose category code lacks its system reaches no category the
+        // registry knows: there is nothing to tick.
+        let scope = "launch/patient openid patient/Observation.rs?category=laboratory";
+        let url = authorize_url(d, "research-app", scope, "s-1", &challenge);
+        let reply = b.get(&url).await;
+        assert_eq!(reply.status, 302, "{}", reply.text());
+        let location = reply.location();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let q = query(&location);
+        assert_eq!(q.get("error").map(String::as_str), Some("invalid_scope"));
+        assert_eq!(q.get("state").map(String::as_str), Some("s-1"));
+        assert!(!q.contains_key("code"));
+
+        // Signed in, the same: no approval page with nothing on it.
+        let page = b
+            .get(&authorize_url(d, "research-app", SCOPE, "s-2", &challenge))
+            .await;
+        let approval = login(d, &mut b, user, page).await;
+        assert_eq!(approval.status, 200);
+        let reply = b.get(&url).await;
+        assert_eq!(reply.status, 302, "{}", reply.text());
+        assert_eq!(
+            query(&reply.location()).get("error").map(String::as_str),
+            Some("invalid_scope")
+        );
+    });
+}

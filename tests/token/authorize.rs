@@ -186,6 +186,60 @@ fn a_state_too_long_to_accept_is_still_echoed_in_the_error() {
     );
 }
 
+#[test]
+fn a_malformed_state_goes_back_as_invalid_request_with_its_bytes() {
+    let h = harness();
+    let base = authorize_params("public-app", &[]);
+    let pairs: Vec<(&str, &str)> = base
+        .iter()
+        .filter(|(k, _)| k != "state")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // CR/LF (header splitting) and a byte that is not UTF-8 (RFC 6749 §4.1.2.1: the client and
+    // redirect URI are good, so the app hears `invalid_request`, not the user an error page).
+    for (raw_state, echoed) in [
+        ("a%0D%0ASet-Cookie:x", "a%0D%0ASet-Cookie%3Ax"),
+        ("%FF%FE", "%FF%FE"),
+    ] {
+        let url = format!("{ISSUER}/authorize?{}&state={raw_state}", query(&pairs));
+        let request = http::Request::get(url).body(Vec::new()).unwrap();
+        match h.server.authorize_request(&request, START) {
+            Err(AuthorizeError::Redirect { redirect, reason }) => {
+                assert_eq!(reason, RedirectReason::Malformed("state"));
+                assert!(redirect.location.starts_with(REDIRECT));
+                assert_eq!(
+                    redirect_param(&redirect.location, "error").as_deref(),
+                    Some("invalid_request")
+                );
+                assert!(
+                    redirect.location.ends_with(&format!("&state={echoed}")),
+                    "{}",
+                    redirect.location
+                );
+                let response = AuthorizeError::Redirect { redirect, reason }.to_response();
+                let location = response.headers()[http::header::LOCATION].to_str().unwrap();
+                assert!(!location.contains('\r') && !location.contains('\n'));
+            }
+            other => panic!("expected a redirect, got {other:?}"),
+        }
+    }
+    // A malformed client_id cannot be trusted: an error page, never a redirect.
+    let pairs: Vec<(&str, &str)> = base
+        .iter()
+        .filter(|(k, _)| k != "client_id")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let url = format!(
+        "{ISSUER}/authorize?{}&client_id=public-app%0A",
+        query(&pairs)
+    );
+    let request = http::Request::get(url).body(Vec::new()).unwrap();
+    assert!(matches!(
+        h.server.authorize_request(&request, START),
+        Err(AuthorizeError::Render(_))
+    ));
+}
+
 // ---------------------------------------------------------------- request objects (OIDC §6)
 
 #[test]

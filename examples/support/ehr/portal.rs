@@ -312,6 +312,13 @@ fn authorize(ehr: &Ehr, request: AuthorizeRequest, req: &http::Request<Bytes>) -
             "The portal is busy; try again shortly.",
         );
     };
+    // The endpoint checked that some resource scope may be granted; whether any of them
+    // reaches a data category is the registry's call (a granular scope naming a category code
+    // without its system, say, reaches none). An approval page with nothing to tick would
+    // ask the patient to approve nothing: `invalid_scope` back to the app (RFC 6749 §4.1.2.1).
+    if requested_categories(ehr, &request.scope).is_empty() {
+        return no_ui_redirect(ehr, &request, "invalid_scope");
+    }
     // OIDC Core §3.1.2.1: `prompt=login` and an exceeded `max_age` re-authenticate even a
     // signed-in user; `prompt=none` shows no page at all.
     let prompt = AuthPrompt::of(req);
@@ -429,8 +436,9 @@ impl AuthPrompt {
     }
 }
 
-/// `prompt=none` when the portal would have to show a page: `error` (with `state`) at the
-/// registered redirect URI the endpoint validated, without any UI.
+/// An error the portal finds (`prompt=none` when it would have to show a page, or a request
+/// that reaches no category): `error` (with `state`) at the registered redirect URI the
+/// endpoint validated, without any UI.
 fn no_ui_redirect(ehr: &Ehr, request: &AuthorizeRequest, error: &str) -> Resp {
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("error", error);

@@ -97,7 +97,10 @@ fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
     let c = server.config();
     let mut methods = Vec::new();
     if c.symmetric_clients {
-        methods.extend(["client_secret_basic", "client_secret_post"]);
+        methods.push("client_secret_basic");
+        if c.secret_post_clients {
+            methods.push("client_secret_post");
+        }
     }
     if c.asymmetric_clients || c.backend_services {
         methods.push("private_key_jwt");

@@ -92,8 +92,15 @@ pub struct ServerConfig {
     /// Advertise public clients (`client-public`).
     pub public_clients: bool,
     /// Advertise shared-secret clients (`client-confidential-symmetric`,
-    /// `client_secret_basic` / `client_secret_post`).
+    /// `client_secret_basic`).
     pub symmetric_clients: bool,
+    /// Accept, and advertise, `client_secret_post`: shared-secret clients registered with
+    /// [`SecretMethod::Post`](crate::token::SecretMethod::Post) send their secret in the form
+    /// body. Default `false`, and such a client is then refused (`invalid_client`,
+    /// [`ClientAuthFailure::SecretPostDisabled`](crate::token::ClientAuthFailure::SecretPostDisabled)):
+    /// SMART's symmetric profile authenticates with HTTP Basic, and RFC 6749 §2.3.1 does not
+    /// recommend secrets in a request body, which is more often logged than a header.
+    pub secret_post_clients: bool,
     /// Advertise `private_key_jwt` clients (`client-confidential-asymmetric`).
     pub asymmetric_clients: bool,
     /// Advertise backend services (`client_credentials`).
@@ -171,6 +178,7 @@ impl ServerConfig {
             .collect(),
             public_clients: true,
             symmetric_clients: true,
+            secret_post_clients: false,
             asymmetric_clients: true,
             backend_services: true,
             permission_v1: true,

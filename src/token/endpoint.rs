@@ -82,6 +82,11 @@ pub enum ClientAuthFailure {
     /// A confidential client sent no credentials.
     #[error("confidential client sent no credentials")]
     MissingCredentials,
+    /// The client is registered for `client_secret_post`, which the server does not accept
+    /// ([`ServerConfig::secret_post_clients`](crate::token::ServerConfig::secret_post_clients)
+    /// is off).
+    #[error("client_secret_post is not enabled on this server")]
+    SecretPostDisabled,
     /// The client authenticated with a method other than its registered one
     /// (`client_secret_post` for a `client_secret_basic` client, a secret or an assertion for a
     /// public client, …).
@@ -482,7 +487,11 @@ impl AuthorizationServer {
         };
         // Checked before the secret or assertion is: a credential sent the wrong way is refused
         // whether or not it is right.
+        let post_enabled = self.config.secret_post_clients;
         let registered = |client: &Client| match client.auth.method() {
+            ClientAuthMethod::SecretPost if !post_enabled => {
+                Err(auth_fail(ClientAuthFailure::SecretPostDisabled, basic))
+            }
             method if method == presented => Ok(()),
             _ if presented == ClientAuthMethod::None => {
                 Err(auth_fail(ClientAuthFailure::MissingCredentials, basic))

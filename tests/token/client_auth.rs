@@ -43,6 +43,11 @@ fn with_post_client(h: &Harness) {
     ));
 }
 
+/// The harness with `client_secret_post` enabled.
+fn post_harness() -> Harness {
+    harness_with(|c| c.secret_post_clients = true)
+}
+
 fn code_for_post_app(h: &Harness) -> String {
     let request = h
         .server
@@ -120,8 +125,56 @@ fn a_basic_client_may_not_send_its_secret_in_the_form() {
 }
 
 #[test]
-fn a_post_client_may_not_send_its_secret_by_basic() {
+fn client_secret_post_is_refused_and_unadvertised_until_enabled() {
     let h = harness();
+    with_post_client(&h);
+    let code = code_for_post_app(&h);
+    // The right secret, the registered way: still refused, before the secret is looked at.
+    for secret in [SECRET, "wrong"] {
+        let err = refused(exchange_with(
+            &h,
+            &code,
+            &[("client_id", "post-app"), ("client_secret", secret)],
+            None,
+        ));
+        assert_eq!(
+            err.reason,
+            TokenFailure::ClientAuth(ClientAuthFailure::SecretPostDisabled)
+        );
+        let response = err.to_response();
+        assert_eq!(response.status(), 400);
+        assert_eq!(json(&response)["error"], "invalid_client");
+    }
+    let methods = |h: &Harness| {
+        let doc = serde_json::to_value(h.server.smart_configuration()).unwrap();
+        doc["token_endpoint_auth_methods_supported"].clone()
+    };
+    let advertised = methods(&h);
+    assert!(
+        advertised
+            .as_array()
+            .unwrap()
+            .contains(&"client_secret_basic".into())
+    );
+    assert!(
+        !advertised
+            .as_array()
+            .unwrap()
+            .contains(&"client_secret_post".into())
+    );
+    // Enabled, it is advertised and works (the next test).
+    let enabled = post_harness();
+    assert!(
+        methods(&enabled)
+            .as_array()
+            .unwrap()
+            .contains(&"client_secret_post".into())
+    );
+}
+
+#[test]
+fn a_post_client_may_not_send_its_secret_by_basic() {
+    let h = post_harness();
     with_post_client(&h);
     let code = code_for_post_app(&h);
     wrong_method(exchange_with(
@@ -468,7 +521,7 @@ fn failed_basic_authentication_is_401_with_a_basic_challenge_at_every_endpoint()
 
 #[test]
 fn failed_authentication_without_the_header_is_400_invalid_client_with_no_challenge() {
-    let h = harness();
+    let h = post_harness();
     with_post_client(&h);
     let code = code_for_post_app(&h);
     let jwt = assertion(&h.rs384, "jwt-app", START, "hdr-1", |c| {

@@ -44,6 +44,11 @@ pub fn client_es384() -> SigningKey {
 }
 
 pub fn harness() -> Harness {
+    harness_with(|_| {})
+}
+
+/// [`harness`] with its server configuration changed by `configure`.
+pub fn harness_with(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
     let keys = key_source();
     let store = Arc::new(InMemoryTokenStore::new());
     let grants = grants_with([
@@ -96,8 +101,10 @@ pub fn harness() -> Harness {
         None,
         scopes("system/Observation.rs system/Patient.rs"),
     ));
+    let mut config = ServerConfig::new(ISSUER, FHIR_BASE);
+    configure(&mut config);
     let server = AuthorizationServer::new(
-        ServerConfig::new(ISSUER, FHIR_BASE),
+        config,
         keys.clone(),
         clients.clone(),
         store.clone(),

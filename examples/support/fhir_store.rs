@@ -502,6 +502,7 @@ impl FhirStore {
                     check_values(param, kind, mode)?;
                     filters.push(Filter {
                         param,
+                        base,
                         kind,
                         paths,
                         mode,
@@ -761,6 +762,8 @@ impl FhirStore {
 /// A search parameter the store evaluates, with its checked modifier.
 struct Filter<'p> {
     param: &'p SearchParam,
+    /// This server's FHIR base URL: a reference value under it names a local resource.
+    base: &'p str,
     kind: Kind,
     paths: &'static [&'static str],
     mode: Mode<'p>,
@@ -841,8 +844,9 @@ impl Filter<'_> {
                 .iter()
                 .any(|w| values.iter().any(|v| token_text_matches(v, w))),
             Mode::Typed(ty) => wanted.iter().any(|w| {
+                let w = local_reference(self.base, w);
                 let reference = if w.contains('/') {
-                    w.clone()
+                    w.to_owned()
                 } else {
                     format!("{ty}/{w}")
                 };
@@ -851,7 +855,7 @@ impl Filter<'_> {
             Mode::Plain | Mode::Exact | Mode::Contains => wanted.iter().any(|w| {
                 values.iter().any(|v| match self.kind {
                     Kind::Token => token_matches(v, w),
-                    Kind::Reference => reference_matches(v, w),
+                    Kind::Reference => reference_matches(v, local_reference(self.base, w)),
                     Kind::Date => date_matches(v, w),
                     Kind::String => string_matches(v, w, self.mode),
                 })
@@ -1137,6 +1141,17 @@ fn token_text_matches(value: &Value, wanted: &str) -> bool {
     texts
         .iter()
         .any(|text| text.to_lowercase().starts_with(&wanted))
+}
+
+/// A reference search value as the stored references write it: `[base]/Patient/355` on this
+/// server's own base is `Patient/355` (R4 search.html#reference: the `[url]` form names the
+/// same resource as the relative one).
+fn local_reference<'w>(base: &str, wanted: &'w str) -> &'w str {
+    wanted
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(wanted)
 }
 
 fn reference_matches(value: &Value, wanted: &str) -> bool {

@@ -97,6 +97,9 @@ pub(crate) struct Shared {
     semaphore: Option<Arc<Semaphore>>,
     id_prefix: String,
     counter: AtomicU64,
+    /// Turns the counter into the id's second part, so that ids stay unique per instance
+    /// without telling a caller how many requests others made between two of its own.
+    id_permutation: IdPermutation,
     /// The length of the last body the guard serialised: where the next one's buffer starts.
     last_body_len: AtomicUsize,
     /// What a preflight for the API may allow: the methods of the interactions the sanitizer
@@ -123,6 +126,7 @@ impl Shared {
             config,
             id_prefix: prefix,
             counter: AtomicU64::new(0),
+            id_permutation: IdPermutation::new(),
             last_body_len: AtomicUsize::new(0),
         }
     }
@@ -144,9 +148,11 @@ impl Shared {
     }
 
     fn next_request_id(&self) -> Option<RequestId> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // `fg-` ‖ 12 hex digits ‖ `-` ‖ at most 20 decimal digits, written on the stack so
-        // that the id's one allocation is the shared string itself.
+        let n = self
+            .id_permutation
+            .apply(self.counter.fetch_add(1, Ordering::Relaxed));
+        // `fg-` ‖ 12 hex digits ‖ `-` ‖ 16 hex digits, written on the stack so that the id's
+        // one allocation is the shared string itself.
         let mut buf = [0u8; 36];
         let prefix = self.id_prefix.as_bytes();
         let head = 3 + prefix.len() + 1;
@@ -158,10 +164,38 @@ impl Shared {
         buf[head - 1] = b'-';
         let mut digits = &mut buf[head..];
         let room = digits.len();
-        std::io::Write::write_fmt(&mut digits, format_args!("{n}")).ok()?;
+        std::io::Write::write_fmt(&mut digits, format_args!("{n:016x}")).ok()?;
         let len = room - digits.len();
         let id = std::str::from_utf8(&buf[..head + len]).ok()?;
         RequestId::new(id).ok()
+    }
+}
+
+/// A keyed permutation of 64-bit numbers: a four-round Feistel network whose round function is
+/// SipHash (std's keyed hasher) under keys drawn from the operating system at start. Being a
+/// permutation, distinct counters give distinct ids; being keyed, consecutive ids look
+/// unrelated, so an id does not reveal the API's request volume (a counter in plain sight lets
+/// anyone without a token measure other users' traffic). Correlation ids need no more: they
+/// are not credentials, and the audit chain, not the id, is what makes records tamper-evident.
+struct IdPermutation {
+    keys: std::hash::RandomState,
+}
+
+impl IdPermutation {
+    fn new() -> Self {
+        Self {
+            keys: std::hash::RandomState::new(),
+        }
+    }
+
+    fn apply(&self, n: u64) -> u64 {
+        use std::hash::BuildHasher;
+        let (mut left, mut right) = ((n >> 32) as u32, n as u32);
+        for round in 0u8..4 {
+            let mixed = self.keys.hash_one((round, right)) as u32;
+            (left, right) = (right, left ^ mixed);
+        }
+        (u64::from(left) << 32) | u64::from(right)
     }
 }
 
@@ -1654,6 +1688,24 @@ fn actor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_do_not_count_requests() {
+        let permutation = IdPermutation::new();
+        let ids: Vec<u64> = (0..10_000).map(|n| permutation.apply(n)).collect();
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Consecutive requests get ids with no visible step between them.
+        let steps_of_one = ids
+            .windows(2)
+            .filter(|w| w[1].wrapping_sub(w[0]) == 1)
+            .count();
+        assert_eq!(steps_of_one, 0);
+        let increasing = ids.windows(2).filter(|w| w[1] > w[0]).count();
+        assert!((4_000..6_000).contains(&increasing), "{increasing}");
+        // Another instance draws other keys.
+        assert_ne!(IdPermutation::new().apply(0), permutation.apply(0));
+    }
 
     /// A patient and a category list with a comma inside a value.
     fn sample_narrowing() -> Vec<SearchParam> {

@@ -158,9 +158,14 @@ pub enum TokenRejection {
     /// The request carried no `Authorization` header.
     #[error("no access token")]
     Missing,
-    /// The `Authorization` header was not `Bearer <token>` with a single token.
+    /// The `Authorization` header named `Bearer` but did not carry one token, or the request
+    /// had more than one `Authorization` header.
     #[error("the Authorization header is not a Bearer token")]
     NotBearer,
+    /// The `Authorization` header used another scheme (`Basic`, say): no bearer token was
+    /// sent, and the challenge says so without an error code (RFC 6750 §3.1).
+    #[error("the Authorization header uses a scheme other than Bearer")]
+    OtherScheme,
     /// The token is longer than [`MAX_ACCESS_TOKEN_LEN`].
     #[error("the token is too long")]
     TooLong,
@@ -223,11 +228,14 @@ impl From<JwsError> for TokenRejection {
 }
 
 impl TokenRejection {
-    /// The `WWW-Authenticate` value (RFC 6750 §3): no error code when no token was sent,
-    /// otherwise a generic `invalid_token` that reveals nothing of the reason.
+    /// The `WWW-Authenticate` value (RFC 6750 §3): no error code when no bearer token was sent
+    /// (no `Authorization` header, or one of another scheme: RFC 6750 §3.1 "SHOULD NOT include
+    /// an error code"), otherwise a generic `invalid_token` that reveals nothing of the reason.
     pub fn www_authenticate(&self) -> HeaderValue {
         match self {
-            TokenRejection::Missing => HeaderValue::from_static("Bearer realm=\"fhir\""),
+            TokenRejection::Missing | TokenRejection::OtherScheme => {
+                HeaderValue::from_static("Bearer realm=\"fhir\"")
+            }
             _ => HeaderValue::from_static("Bearer realm=\"fhir\", error=\"invalid_token\""),
         }
     }
@@ -341,7 +349,7 @@ impl AccessTokenValidator {
         if values.next().is_some() {
             return Err(TokenRejection::NotBearer);
         }
-        let token = bearer_token(value).ok_or(TokenRejection::NotBearer)?;
+        let token = bearer_token(value).ok_or_else(|| not_bearer(value))?;
         self.validate(token, now)
     }
 
@@ -423,6 +431,21 @@ impl AccessTokenValidator {
             return Err(TokenRejection::NotYetValid);
         }
         Ok(claims)
+    }
+}
+
+/// Why an `Authorization` value [`bearer_token`] refused is not a bearer token: another scheme,
+/// or a `Bearer` one without exactly one token.
+pub(crate) fn not_bearer(value: &HeaderValue) -> TokenRejection {
+    let scheme = value
+        .as_bytes()
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default();
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        TokenRejection::NotBearer
+    } else {
+        TokenRejection::OtherScheme
     }
 }
 

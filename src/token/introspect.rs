@@ -38,7 +38,9 @@ pub struct Introspection {
     /// Audience.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
-    /// `access_token` or `refresh_token`.
+    /// The access token's type, `Bearer` (RFC 7662 §2.2 refers to RFC 6749 §7.1's access
+    /// token types). Absent for a refresh token, which has no such type (`refresh_token` is a
+    /// `token_type_hint`, not a token type).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
     /// Patient in context.
@@ -252,7 +254,7 @@ impl AuthorizationServer {
             iss: Some(self.config.issuer.clone()),
             sub: Some(ctx.subject),
             aud: Some(self.config.fhir_base_url.clone()),
-            token_type: Some("refresh_token"),
+            token_type: None,
             patient: ctx.patient.map(|p| p.to_string()),
             encounter: ctx.encounter,
             fhir_user: ctx.fhir_user.map(|u| self.absolute_fhir_url(&u)),

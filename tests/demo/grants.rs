@@ -91,6 +91,27 @@ fn full_consent_reads_every_type_the_capability_statement_lists() {
             assert_eq!(reply.json()["resourceType"], "Bundle", "{url}");
         }
         assert!(failures.is_empty(), "{failures:#?}");
+        // R4 search.html#reference: `[id]`, `[type]/[id]` and `[url]` name the same patient.
+        let mut totals: Vec<Vec<Value>> = Vec::new();
+        for value in [
+            patient.to_owned(),
+            format!("Patient/{patient}"),
+            format!("{fhir}/Patient/{patient}"),
+        ] {
+            let url = format!(
+                "{fhir}/Observation?{}",
+                super::client::form(&[("patient", &value)])
+            );
+            let reply = browser.get_with(&url, &h).await;
+            assert_eq!(reply.status, 200, "{url}: {}", reply.text());
+            let ids: Vec<Value> = entries(&reply.json())
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect();
+            totals.push(ids);
+        }
+        assert!(!totals[0].is_empty(), "{totals:?}");
+        assert!(totals.iter().all(|t| *t == totals[0]), "{totals:?}");
     });
 }
 

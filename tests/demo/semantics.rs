@@ -24,7 +24,16 @@ fn portal_pages_answer_head_and_name_their_methods() {
     let d = demo();
     run(async {
         let mut b = d.browser();
-        for path in ["/portal", "/portal/login", "/portal/smart-style.json"] {
+        for path in [
+            "/portal",
+            "/portal/login",
+            "/portal/smart-style.json",
+            // The authorization server's documents, an endpoint that takes no GET, no page.
+            "/auth/.well-known/jwks.json",
+            "/auth/.well-known/openid-configuration",
+            "/auth/token",
+            "/auth/nope",
+        ] {
             let get = b.get(path).await;
             let head = b.send(Method::HEAD, path, &[], Vec::new()).await;
             assert_head_is_get_without_body(&head, &get, path, &["content-type"]);

@@ -221,8 +221,25 @@ fn the_fhir_api_on_the_wire() {
                 .ends_with("/Patient/355/$everything?_type=Observation")
         );
 
+        // The CapabilityStatement has an ETag (R4 http.html#capabilities) that stays while
+        // the statement does, and HEAD says the same.
+        let first = b.get(&format!("{fhir}/metadata")).await;
+        let etag = first.header("etag").expect("metadata ETag");
+        assert!(etag.starts_with("W/\"") && etag.ends_with('"'), "{etag}");
+        let again = b.get(&format!("{fhir}/metadata")).await;
+        assert_eq!(again.header("etag"), Some(etag.clone()));
+        let head = b
+            .send(
+                http::Method::HEAD,
+                &format!("{fhir}/metadata"),
+                &[],
+                Vec::new(),
+            )
+            .await;
+        assert_head_is_get_without_body(&head, &first, "metadata", &["content-type", "etag"]);
+
         // The CapabilityStatement offers neither `_summary`/`_elements` nor history.
-        let meta = b.get(&format!("{fhir}/metadata")).await.json();
+        let meta = first.json();
         let text = meta.to_string();
         assert!(!text.contains("_summary") && !text.contains("_elements"));
         for r in meta["rest"][0]["resource"].as_array().unwrap() {

@@ -61,12 +61,14 @@ fn assert_security_headers(reply: &Reply) {
     );
     assert_eq!(reply.headers[header::REFERRER_POLICY], "no-referrer");
     assert!(reply.headers.get(header::SERVER).is_none());
-    assert!(
-        reply.headers["x-request-id"]
-            .to_str()
-            .unwrap()
-            .starts_with("fg-")
-    );
+    // `fg-` ‖ instance ‖ `-` ‖ 16 hex digits that are not a visible counter.
+    let id = reply.headers["x-request-id"].to_str().unwrap();
+    let parts: Vec<&str> = id.split('-').collect();
+    assert_eq!(parts.len(), 3, "{id}");
+    assert_eq!(parts[0], "fg");
+    assert_eq!(parts[1].len(), 12, "{id}");
+    assert_eq!(parts[2].len(), 16, "{id}");
+    assert!(parts[2].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +120,22 @@ async fn tokens_get_401(options: Options) {
     assert_generic_outcome(&missing);
     assert_security_headers(&missing);
 
+    // Another scheme is no bearer token either: no error code (RFC 6750 §3.1).
+    let basic = s
+        .send(
+            Method::GET,
+            &path,
+            None,
+            &[("authorization", "Basic Zm9vOmJhcg==")],
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        basic.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"fhir\""
+    );
+    assert_generic_outcome(&basic);
+
     let garbage = s.get(&path, Some("not-a-jwt")).await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -157,11 +175,12 @@ async fn tokens_get_401(options: Options) {
     // The handler never saw a refused request; every request has its one record.
     assert_eq!(s.seen().len(), 3);
     let records = s.records();
-    assert_eq!(records.len(), 8);
+    assert_eq!(records.len(), 9);
     let outcomes: Vec<Outcome> = records.iter().map(|r| r.record().outcome).collect();
     assert_eq!(
         outcomes,
         vec![
+            Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Success,
@@ -173,14 +192,14 @@ async fn tokens_get_401(options: Options) {
         ]
     );
     assert_eq!(records[0].record().event, EventKind::RequestDenied);
-    assert_eq!(records[2].record().event, EventKind::RestAccess);
-    assert_eq!(records[2].record().client.as_ref().unwrap().as_str(), APP);
-    assert_eq!(records[2].record().grant.as_ref().unwrap().as_str(), GRANT);
+    assert_eq!(records[3].record().event, EventKind::RestAccess);
+    assert_eq!(records[3].record().client.as_ref().unwrap().as_str(), APP);
+    assert_eq!(records[3].record().grant.as_ref().unwrap().as_str(), GRANT);
     assert_eq!(
-        records[2].record().patient.as_ref().unwrap().as_str(),
+        records[3].record().patient.as_ref().unwrap().as_str(),
         "355"
     );
-    assert!(records[2].record().source.unwrap().is_loopback());
+    assert!(records[3].record().source.unwrap().is_loopback());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

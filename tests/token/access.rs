@@ -409,8 +409,20 @@ fn www_authenticate_is_generic() {
     );
     let mut headers = HeaderMap::new();
     headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-    assert_eq!(
-        f.validator.validate_headers(&headers, START).unwrap_err(),
-        TokenRejection::NotBearer
-    );
+    // Another scheme sent no bearer token: the challenge carries no error code (RFC 6750
+    // §3.1), as for no header at all.
+    let other = f.validator.validate_headers(&headers, START).unwrap_err();
+    assert_eq!(other, TokenRejection::OtherScheme);
+    assert_eq!(other.www_authenticate(), "Bearer realm=\"fhir\"");
+    // A Bearer header without exactly one token is a bad token.
+    for value in ["Bearer", "Bearer ", "bearer a b"] {
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        let bad = f.validator.validate_headers(&headers, START).unwrap_err();
+        assert_eq!(bad, TokenRejection::NotBearer, "{value}");
+        assert_eq!(
+            bad.www_authenticate(),
+            "Bearer realm=\"fhir\", error=\"invalid_token\"",
+            "{value}"
+        );
+    }
 }

@@ -46,11 +46,21 @@ pub(crate) fn guarded(
     let metadata = serde_json::to_vec(&capability_statement(&store, &server, &fhir_base, table))
         .map(Bytes::from)
         .unwrap_or_default();
+    // R4 http.html#capabilities: the statement SHOULD carry an ETag that changes when it does.
+    // It is built once per start, so a digest of its bytes is one.
+    let digest = ring::digest::digest(&ring::digest::SHA256, &metadata);
+    let hex: String = digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let metadata_etag = HeaderValue::from_str(&format!("W/\"{hex}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
     GuardLayer::new(config).layer(FhirHandler(Arc::new(FhirApi {
         store,
         server,
         fhir_base,
         metadata,
+        metadata_etag,
     })))
 }
 
@@ -60,6 +70,8 @@ struct FhirApi {
     fhir_base: String,
     /// The CapabilityStatement, serialized once.
     metadata: Bytes,
+    /// Its `ETag`.
+    metadata_etag: HeaderValue,
 }
 
 /// The host's FHIR handler the guard wraps: answers from the fixture store.
@@ -85,7 +97,10 @@ impl FhirApi {
         match req.uri().path() {
             // Public paths (the guard lets only GET and HEAD through, without a token).
             "/fhir/metadata" => {
-                public(fhir_json(StatusCode::OK, self.metadata.clone())).map(Either::Right)
+                let mut r = fhir_json(StatusCode::OK, self.metadata.clone());
+                r.headers_mut()
+                    .insert(header::ETAG, self.metadata_etag.clone());
+                public(r).map(Either::Right)
             }
             "/fhir/.well-known/smart-configuration" => public(
                 self.server

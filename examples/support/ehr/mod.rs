@@ -856,8 +856,14 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
                 r
             }
         };
+        // HEAD is GET without the body (RFC 9110 §9.3.2): the GET body's length stays in
+        // `Content-Length` (§8.6: a HEAD answer may carry no other).
         if head {
+            let len = response.body().len();
             response.body_mut().clear();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         response
     } else if path == "/portal" || path.starts_with("/portal/") {

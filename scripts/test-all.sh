@@ -52,6 +52,11 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
+# Each feature is optional: the library alone must build clean too (what a fuzz target or a
+# host without the middleware links).
+step "cargo clippy --lib --no-default-features -- -D warnings"
+cargo clippy --lib --no-default-features -- -D warnings
+
 step "cargo test --all-features (unit, integration and doc tests)"
 cargo test --all-features
 

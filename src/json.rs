@@ -372,6 +372,7 @@ mod tests {
 /// never decides alone that something may be sent: whatever it does not expect (a member name
 /// or reference with an escape, a repeated `Reference` key, nesting deeper than serde_json
 /// allows) answers `true`, and the caller then parses the value and decides on that.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 pub(crate) fn scan_naming_references(bytes: &[u8], hidden: &dyn Fn(Option<&str>) -> bool) -> bool {
     let mut scan = RefScan {
         b: bytes,
@@ -385,6 +386,7 @@ pub(crate) fn scan_naming_references(bytes: &[u8], hidden: &dyn Fn(Option<&str>)
     }
 }
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 /// Where a scanned value sits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Parent {
@@ -398,6 +400,7 @@ enum Parent {
     Other,
 }
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 impl Parent {
     fn of(key: &[u8]) -> Self {
         if key == b"coding" || key.ends_with(b"Coding") {
@@ -409,6 +412,7 @@ impl Parent {
 }
 
 /// The keys a `Reference` may hold (the same list as enforcement's).
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 const REFERENCE_KEYS: [&[u8]; 6] = [
     b"id",
     b"extension",
@@ -419,18 +423,22 @@ const REFERENCE_KEYS: [&[u8]; 6] = [
 ];
 
 /// serde_json refuses nesting beyond 128; a deeper document cannot have been validated.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 const SCAN_MAX_DEPTH: usize = 130;
 
 /// Something a validated document would not hold, or an escape the scan does not decode.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 struct Unexpected;
 
 /// A string's raw bytes, between its quotes; `escaped` when it holds a backslash.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 #[derive(Clone, Copy)]
 struct RawStr<'a> {
     bytes: &'a [u8],
     escaped: bool,
 }
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 struct RefScan<'a, 'h> {
     b: &'a [u8],
     i: usize,
@@ -438,6 +446,7 @@ struct RefScan<'a, 'h> {
     hidden: &'h dyn Fn(Option<&str>) -> bool,
 }
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
 impl<'a> RefScan<'a, '_> {
     fn skip_ws(&mut self) {
         while let Some(c) = self.b.get(self.i) {

@@ -176,6 +176,7 @@ impl CategoryRegistry {
 
     /// Adds the category ids of `class` to `out`: [`CategoryRegistry::expand`]'s categories
     /// without building the classification (the guard's audit trail wants only the ids).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
     pub(crate) fn extend_ids(
         &self,
         resource_type: &str,

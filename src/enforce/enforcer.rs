@@ -476,6 +476,7 @@ impl<'r> Enforcer<'r> {
     /// [`Enforcer::check_read_view`] adding the resource's category ids to `disclosed` instead
     /// of returning its classification: what the guard's audit trail keeps, without the
     /// classification's own allocations.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))] // used by the guard alone
     pub(crate) fn check_read_view_into<V: JsonView>(
         &self,
         request: &FhirRequest,

@@ -336,19 +336,18 @@ impl SmartEndpoints {
         }
 
         if !endpoint.methods().contains(method) {
-            let response = match endpoint {
+            // In the authorization server's own language: these are OAuth endpoints and
+            // documents, not FHIR resources.
+            let description = match endpoint {
                 SmartEndpoint::Token | SmartEndpoint::Introspect | SmartEndpoint::Revoke => {
-                    let mut r = OAuthError::new(
-                        OAuthErrorCode::InvalidRequest,
-                        "the request must be a POST",
-                    )
-                    .to_response();
-                    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-                    r
+                    "the request must be a POST"
                 }
-                _ => problem_response(PublicProblem::MethodNotAllowed),
+                SmartEndpoint::Authorize => "the request must be a GET or a POST",
+                _ => "the document is read with GET",
             };
-            let mut response = response;
+            let mut response =
+                OAuthError::new(OAuthErrorCode::InvalidRequest, description).to_response();
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             // RFC 9110 §15.5.6: a 405 names the methods the endpoint does support.
             let allow: Vec<&str> = endpoint.methods().iter().map(Method::as_str).collect();
             if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {

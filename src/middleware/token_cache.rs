@@ -173,7 +173,7 @@ impl TokenValidation for CachedTokenValidator {
         if values.next().is_some() {
             return Err(TokenRejection::NotBearer);
         }
-        let token = bearer_token(value).ok_or_else(|| crate::token::not_bearer(value))?;
+        let token = bearer_token(value).ok_or_else(|| TokenRejection::not_bearer(value))?;
         if token.len() > MAX_ACCESS_TOKEN_LEN {
             return Err(TokenRejection::TooLong);
         }

@@ -228,6 +228,21 @@ impl From<JwsError> for TokenRejection {
 }
 
 impl TokenRejection {
+    /// Why an `Authorization` value [`bearer_token`] refused is not a bearer token: another
+    /// scheme, or a `Bearer` one without exactly one token.
+    pub(crate) fn not_bearer(value: &HeaderValue) -> TokenRejection {
+        let scheme = value
+            .as_bytes()
+            .split(|b| *b == b' ')
+            .next()
+            .unwrap_or_default();
+        if scheme.eq_ignore_ascii_case(b"bearer") {
+            TokenRejection::NotBearer
+        } else {
+            TokenRejection::OtherScheme
+        }
+    }
+
     /// The `WWW-Authenticate` value (RFC 6750 §3): no error code when no bearer token was sent
     /// (no `Authorization` header, or one of another scheme: RFC 6750 §3.1 "SHOULD NOT include
     /// an error code"), otherwise a generic `invalid_token` that reveals nothing of the reason.
@@ -349,7 +364,7 @@ impl AccessTokenValidator {
         if values.next().is_some() {
             return Err(TokenRejection::NotBearer);
         }
-        let token = bearer_token(value).ok_or_else(|| not_bearer(value))?;
+        let token = bearer_token(value).ok_or_else(|| TokenRejection::not_bearer(value))?;
         self.validate(token, now)
     }
 
@@ -431,21 +446,6 @@ impl AccessTokenValidator {
             return Err(TokenRejection::NotYetValid);
         }
         Ok(claims)
-    }
-}
-
-/// Why an `Authorization` value [`bearer_token`] refused is not a bearer token: another scheme,
-/// or a `Bearer` one without exactly one token.
-pub(crate) fn not_bearer(value: &HeaderValue) -> TokenRejection {
-    let scheme = value
-        .as_bytes()
-        .split(|b| *b == b' ')
-        .next()
-        .unwrap_or_default();
-    if scheme.eq_ignore_ascii_case(b"bearer") {
-        TokenRejection::NotBearer
-    } else {
-        TokenRejection::OtherScheme
     }
 }
 

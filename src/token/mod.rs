@@ -53,7 +53,6 @@ mod pkce;
 mod server;
 mod store;
 
-pub(crate) use access::not_bearer;
 pub use access::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, AccessTokenValidator, MAX_ACCESS_TOKEN_LEN,
     RevocationList, SmartContextClaims, TokenRejection, ValidatedToken, ValidatorConfig,

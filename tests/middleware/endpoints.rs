@@ -78,6 +78,33 @@ async fn discovery_and_jwks_are_public() {
     assert_eq!(get_token.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(get_token.body["error"], "invalid_request");
     assert_eq!(get_token.headers[http::header::ALLOW], "POST");
+    // Every endpoint answers a method it does not take in OAuth's JSON, not FHIR's.
+    for (method, path, allow) in [
+        (Method::DELETE, "/auth/.well-known/jwks.json", "GET, HEAD"),
+        (
+            Method::PUT,
+            "/auth/.well-known/openid-configuration",
+            "GET, HEAD",
+        ),
+        (Method::PATCH, "/auth/authorize", "GET, POST"),
+    ] {
+        let reply = s.send(method.clone(), path, None, &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(reply.headers[http::header::ALLOW], allow, "{method} {path}");
+        assert_eq!(reply.body["error"], "invalid_request", "{method} {path}");
+        assert!(
+            reply.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{method} {path}"
+        );
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -523,14 +523,68 @@ impl<'r> Enforcer<'r> {
     /// is the only page and removes it otherwise; keeps only the `self`, `next` and `previous`
     /// links.
     pub fn filter_bundle(&self, bundle: &mut Value) -> FilterReport {
+        self.filter_bundle_with(bundle, &|_| true)
+    }
+
+    /// [`Enforcer::filter_bundle`] for the answer to `request`, which also drops a match that
+    /// satisfies the search only through an element the grant withholds: a Patient found by
+    /// `identifier=` its Social Security number would otherwise confirm that number although
+    /// every read removes it.
+    pub fn filter_search_bundle(&self, request: &FhirRequest, bundle: &mut Value) -> FilterReport {
+        let ty = request.resource_type.as_ref().map_or("", |t| t.as_str());
+        let rules: Vec<&crate::category::WithheldElement> = self
+            .withheld_rules(ty)
+            .filter(|r| r.element == "identifier" && r.is_identifier_filter())
+            .collect();
+        let searched: Vec<&SearchParam> = request
+            .params
+            .iter()
+            .filter(|p| p.name == "identifier")
+            .collect();
+        if rules.is_empty() || searched.is_empty() {
+            return self.filter_bundle(bundle);
+        }
+        let found_by_shown_identifier = |entry: &Value| {
+            if is_include(entry) {
+                return true;
+            }
+            let shown: Vec<&Value> = entry
+                .get("resource")
+                .and_then(|r| r.get("identifier"))
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter(|id| {
+                            !rules
+                                .iter()
+                                .any(|r| super::redact::identifier_matches(r, id))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            searched.iter().all(|p| {
+                p.values
+                    .iter()
+                    .any(|v| shown.iter().any(|id| identifier_token_matches(id, v)))
+            })
+        };
+        self.filter_bundle_with(bundle, &found_by_shown_identifier)
+    }
+
+    fn filter_bundle_with(
+        &self,
+        bundle: &mut Value,
+        shown: &dyn Fn(&Value) -> bool,
+    ) -> FilterReport {
         let mut report = FilterReport::default();
         let Some(obj) = bundle.as_object_mut() else {
             return report;
         };
         let mut matches = 0usize;
+        let mut dropped_matches = 0usize;
         if let Some(Value::Array(entries)) = obj.get_mut("entry") {
             entries.retain_mut(|entry| {
-                let keep = self.entry_visible(entry);
+                let keep = self.entry_visible(entry) && shown(entry);
                 if keep {
                     report.kept += 1;
                     if let Some(resource) = entry.get_mut("resource") {
@@ -547,9 +601,23 @@ impl<'r> Enforcer<'r> {
                     }
                 } else {
                     report.dropped += 1;
+                    if !is_include(entry) {
+                        dropped_matches += 1;
+                    }
                 }
                 keep
             });
+            // An included resource is there for a match (R4 search.html#include). When a match
+            // was withheld, what it alone brought in would tell that it exists (the Patient
+            // included for a hidden lab result, the visit it belongs to): only includes that a
+            // kept match refers to, or that refer to a kept match, stay.
+            if dropped_matches > 0 {
+                let before = entries.len();
+                retain_linked_includes(entries);
+                let orphans = before - entries.len();
+                report.kept -= orphans;
+                report.dropped += orphans;
+            }
         } else if obj.contains_key("entry") {
             obj.remove("entry");
         }
@@ -952,6 +1020,20 @@ impl<'r> Enforcer<'r> {
                 Some(m) => format!("{name}:{m}"),
                 None => name.to_owned(),
             };
+            // `:text`, `:of-type`, `:not` or `:missing` on an identifier the grant withholds
+            // would test it in ways the response check cannot replay (it replays plain token
+            // values, `filter_search_bundle`).
+            if name == "identifier" && p.modifier.is_some() {
+                let ty = request.resource_type.as_ref().map_or("", |t| t.as_str());
+                if self
+                    .withheld_rules(ty)
+                    .any(|r| r.element == "identifier" && r.is_identifier_filter())
+                {
+                    return Err(DenyReason::UnsupportedParameter {
+                        name: full.chars().take(64).collect(),
+                    });
+                }
+            }
             if full.contains('.') {
                 self.check_chain(&full)?;
                 continue;
@@ -1126,6 +1208,97 @@ fn refers_to<V: JsonView>(reference: &V, patient: &PatientId) -> bool {
         .and_then(JsonView::as_str)
         .and_then(reference_patient_id)
         == Some(patient.as_str())
+}
+
+/// Whether a Bundle entry is an `_include`d or `_revinclude`d resource (`search.mode`).
+fn is_include(entry: &Value) -> bool {
+    entry
+        .get("search")
+        .and_then(|s| s.get("mode"))
+        .and_then(Value::as_str)
+        == Some("include")
+}
+
+/// `Type/id` of a literal reference (relative, absolute, or with `_history/n`), the form the
+/// entries of one Bundle can be matched by.
+fn reference_key(reference: &str) -> Option<String> {
+    let path = reference.split(['?', '#']).next().unwrap_or("");
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(at) = segments.iter().rposition(|s| *s == "_history") {
+        segments.truncate(at);
+    }
+    match segments.as_slice() {
+        [.., ty, id] => Some(format!("{ty}/{id}")),
+        _ => None,
+    }
+}
+
+/// Every literal reference in `value`, as [`reference_key`]s.
+fn collect_references(value: &Value, out: &mut std::collections::HashSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("reference", Value::String(r)) => {
+                        if let Some(k) = reference_key(r) {
+                            out.insert(k);
+                        }
+                    }
+                    _ => collect_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
+fn resource_key(resource: &Value) -> Option<String> {
+    let ty = resource.get("resourceType")?.as_str()?;
+    let id = resource.get("id")?.as_str()?;
+    Some(format!("{ty}/{id}"))
+}
+
+/// Keeps the include entries linked to a kept match: referred to by one (`_include`) or
+/// referring to one (`_revinclude`).
+fn retain_linked_includes(entries: &mut Vec<Value>) {
+    let mut match_keys = std::collections::HashSet::new();
+    let mut referenced = std::collections::HashSet::new();
+    for entry in entries.iter().filter(|e| !is_include(e)) {
+        if let Some(resource) = entry.get("resource") {
+            if let Some(k) = resource_key(resource) {
+                match_keys.insert(k);
+            }
+            collect_references(resource, &mut referenced);
+        }
+    }
+    entries.retain(|entry| {
+        if !is_include(entry) {
+            return true;
+        }
+        let Some(resource) = entry.get("resource") else {
+            return false;
+        };
+        if resource_key(resource).is_some_and(|k| referenced.contains(&k)) {
+            return true;
+        }
+        let mut refers_to = std::collections::HashSet::new();
+        collect_references(resource, &mut refers_to);
+        refers_to.iter().any(|k| match_keys.contains(k))
+    });
+}
+
+/// Whether an Identifier matches a token search value (`system|value`, `|value` for one
+/// without a system, or `value` in any system; R4 search.html#token).
+fn identifier_token_matches(identifier: &Value, wanted: &str) -> bool {
+    let system = identifier.get("system").and_then(Value::as_str);
+    let value = identifier.get("value").and_then(Value::as_str);
+    match wanted.split_once('|') {
+        Some(("", v)) => system.is_none() && value == Some(v),
+        Some((s, "")) => system == Some(s),
+        Some((s, v)) => system == Some(s) && value == Some(v),
+        None => value == Some(wanted),
+    }
 }
 
 #[cfg(test)]

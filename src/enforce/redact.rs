@@ -124,7 +124,7 @@ impl Enforcer<'_> {
 
     /// The registry's withheld elements of `resource_type` that no granted category lets
     /// through.
-    fn withheld_rules<'a>(
+    pub(super) fn withheld_rules<'a>(
         &'a self,
         resource_type: &'a str,
     ) -> impl Iterator<Item = &'a WithheldElement> + 'a {
@@ -293,7 +293,7 @@ impl Enforcer<'_> {
     }
 }
 
-fn identifier_matches(rule: &WithheldElement, identifier: &Value) -> bool {
+pub(super) fn identifier_matches(rule: &WithheldElement, identifier: &Value) -> bool {
     let system = identifier.get("system").and_then(Value::as_str);
     if system.is_some_and(|s| rule.identifier_systems.iter().any(|r| r == s)) {
         return true;

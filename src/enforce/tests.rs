@@ -351,10 +351,12 @@ fn bundle_filter_hides_totals_links_and_outcomes() {
     let lab = json!({"resourceType": "Observation", "id": "l1",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
         "subject": {"reference": "Patient/355"}});
+    let mut with_performer = vital("Patient/355");
+    with_performer["performer"] = json!([{"reference": "Practitioner/p"}]);
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": 3,
     "link": [{"relation": "self", "url": "x"}, {"relation": "last", "url": "y"}],
     "entry": [
-        {"resource": vital("Patient/355"), "search": {"mode": "match"}},
+        {"resource": with_performer, "search": {"mode": "match"}},
         {"resource": lab, "search": {"mode": "match"}},
         {"resource": vital("Patient/85"), "search": {"mode": "match"}},
         {"resource": {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "Observation l9 hidden"}]}, "search": {"mode": "outcome"}},
@@ -367,6 +369,90 @@ fn bundle_filter_hides_totals_links_and_outcomes() {
     bundle["link"] = json!([{"relation": "next", "url": "z"}]);
     e.filter_bundle(&mut bundle);
     assert!(bundle.get("total").is_none());
+}
+
+#[test]
+fn includes_brought_in_only_by_a_hidden_match_are_dropped_with_it() {
+    let reg = CategoryRegistry::default_registry();
+    let e = Enforcer::new(
+        &reg,
+        patient_all(),
+        PatientId::new("355").ok(),
+        cats(&["vital-signs", "demographics", "encounters"]),
+        EnforceConfig::default(),
+    );
+    let lab = json!({"resourceType": "Observation", "id": "l1",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "subject": {"reference": "Patient/355"},
+        "encounter": {"reference": "https://ehr.example/fhir/Encounter/e-lab/_history/2"}});
+    let mut seen = vital("Patient/355");
+    seen["encounter"] = json!({"reference": "Encounter/e-vital"});
+    let encounter = |id: &str| {
+        json!({"resourceType": "Encounter", "id": id, "status": "finished",
+        "subject": {"reference": "Patient/355"}})
+    };
+    let patient = json!({"resourceType": "Patient", "id": "355"});
+    let provenance = |target: &str| {
+        json!({"resourceType": "Provenance", "id": format!("p-{target}"),
+        "target": [{"reference": format!("Observation/{target}")}]})
+    };
+    let entries = |matches: Vec<serde_json::Value>| {
+        let mut all: Vec<serde_json::Value> = matches
+            .into_iter()
+            .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+            .collect();
+        for r in [
+            encounter("e-lab"),
+            encounter("e-vital"),
+            patient.clone(),
+            provenance("l1"),
+            provenance("v1"),
+        ] {
+            all.push(json!({"resource": r, "search": {"mode": "include"}}));
+        }
+        json!({"resourceType": "Bundle", "type": "searchset", "entry": all})
+    };
+    let ids = |bundle: &serde_json::Value| -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["resource"]["resourceType"].as_str().unwrap(),
+                    e["resource"]["id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // The hidden lab's visit and record history go with it; what the visible vital sign
+    // refers to, or what refers to it, stays.
+    let mut bundle = entries(vec![seen.clone(), lab.clone()]);
+    e.filter_bundle(&mut bundle);
+    assert_eq!(
+        ids(&bundle),
+        ["Observation/v1", "Encounter/e-vital", "Patient/355"]
+    );
+    // Only the hidden lab matched: not even the patient is included.
+    let mut bundle = entries(vec![lab]);
+    let report = e.filter_bundle(&mut bundle);
+    assert_eq!(ids(&bundle), Vec::<String>::new());
+    assert_eq!(bundle["total"], 0);
+    assert_eq!(report.kept, 0);
+    // Nothing hidden among the matches: the includes are left as the server chose them
+    // (minus what is hidden on its own).
+    let mut bundle = entries(vec![seen]);
+    e.filter_bundle(&mut bundle);
+    assert_eq!(
+        ids(&bundle),
+        [
+            "Observation/v1",
+            "Encounter/e-lab",
+            "Encounter/e-vital",
+            "Patient/355"
+        ]
+    );
 }
 
 #[test]
@@ -434,4 +520,54 @@ fn narrowing_is_idempotent_so_next_links_do_not_grow() {
         panic!("still narrowed");
     };
     assert_eq!(again, add[1..].to_vec());
+}
+
+#[test]
+fn a_search_cannot_confirm_a_withheld_identifier() {
+    let reg = CategoryRegistry::default_registry();
+    let e = Enforcer::new(
+        &reg,
+        patient_all(),
+        PatientId::new("355").ok(),
+        cats(&["demographics"]),
+        EnforceConfig::default(),
+    );
+    let patient = json!({"resourceType": "Patient", "id": "355", "identifier": [
+        {"system": "https://ehr.example/mrn", "value": "M-1"},
+        {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-61-9797"},
+        {"system": "urn:oid:2.16.840.1.113883.4.3.25", "value": "S99940283",
+         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "DL"}]}}
+    ]});
+    let found = |value: &str| {
+        let request = search("Patient", &[("identifier", None, value)]);
+        assert!(e.decide(&request).is_allowed(), "{value}");
+        let mut bundle = json!({"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": patient.clone(), "search": {"mode": "match"}}]});
+        e.filter_search_bundle(&request, &mut bundle);
+        bundle["total"].as_u64().unwrap()
+    };
+    // The number the grant shows finds the patient, by system and value or by value alone.
+    assert_eq!(found("https://ehr.example/mrn|M-1"), 1);
+    assert_eq!(found("M-1"), 1);
+    assert_eq!(found("https://ehr.example/mrn|"), 1);
+    // A withheld number (by its system, by its type under another system, by value alone)
+    // finds nothing, exactly as a wrong number does.
+    for value in [
+        "http://hl7.org/fhir/sid/us-ssn|999-61-9797",
+        "999-61-9797",
+        "urn:oid:2.16.840.1.113883.4.3.25|S99940283",
+        "S99940283",
+        "http://hl7.org/fhir/sid/us-ssn|",
+        "https://ehr.example/mrn|wrong",
+    ] {
+        assert_eq!(found(value), 0, "{value}");
+    }
+    // Modifiers the check could not replay are refused.
+    for modifier in ["text", "of-type", "not", "missing"] {
+        let request = search("Patient", &[("identifier", Some(modifier), "x")]);
+        assert!(matches!(
+            e.decide(&request),
+            Decision::Deny(DenyReason::UnsupportedParameter { .. })
+        ));
+    }
 }

@@ -1083,7 +1083,7 @@ impl Shared {
                 if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                     return Err(GuardRejection::UpstreamResponse);
                 }
-                let report = enforcer.filter_bundle(&mut bundle);
+                let report = enforcer.filter_search_bundle(request, &mut bundle);
                 if narrowed {
                     strip_narrowing_from_links(&mut bundle, narrowing);
                 }

@@ -441,6 +441,33 @@ fn a_complete_last_record_without_newline_is_kept() {
     assert_eq!(recovery.head, head);
 }
 
+/// The sink's files and directory are the service user's alone, whatever the umask.
+#[cfg(unix)]
+fn assert_private(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let actual = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(actual, mode, "{}", path.display());
+}
+
+#[cfg(not(unix))]
+fn assert_private(_: &std::path::Path, _: u32) {}
+
+#[test]
+fn the_log_directory_and_a_torn_tail_are_private() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("nested").join("audit");
+    {
+        let (_sink, _) = FileSink::open(FileSinkConfig::new(&dir)).unwrap();
+    }
+    assert_private(&dir, 0o700);
+    assert_private(&dir.join("audit-000001.jsonl"), 0o600);
+    // A torn tail saved aside gets the same protection as the log it came from.
+    std::fs::write(dir.join("audit-000001.jsonl"), b"{\"torn").unwrap();
+    let (_sink, recovery) = FileSink::open(FileSinkConfig::new(&dir)).unwrap();
+    let torn = recovery.torn_tail.expect("torn tail saved");
+    assert_private(&torn.saved_to, 0o600);
+}
+
 #[test]
 fn rotation_keeps_the_chain_verifiable_across_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -466,6 +493,7 @@ fn rotation_keeps_the_chain_verifiable_across_files() {
     );
     for (_, path) in &files {
         assert!(std::fs::metadata(path).unwrap().len() <= 20_000);
+        assert_private(path, 0o600);
     }
     let keys = keys();
     let verified =

@@ -532,6 +532,7 @@ fn every_public_problem_is_generic() {
         PublicProblem::MethodNotAllowed,
         PublicProblem::NotSupported,
         PublicProblem::NotAcceptable,
+        PublicProblem::RequestTimeout,
         PublicProblem::PayloadTooLarge,
         PublicProblem::UriTooLong,
         PublicProblem::UnsupportedMediaType,

@@ -405,6 +405,19 @@ impl FhirStore {
     /// Answers a typed FHIR request with a resource or a Bundle. `base` is the FHIR base URL
     /// used in `fullUrl` and links.
     pub fn answer(&self, request: &FhirRequest, base: &str) -> Result<Value, StoreError> {
+        self.answer_visible(request, base, &|_| true)
+    }
+
+    /// [`FhirStore::answer`], with a search's matches limited to those `visible` accepts
+    /// before they are counted and paged (the guard's `Visibility`): where the guard could
+    /// not narrow a search, a page then holds and skips visible matches only, so its offsets
+    /// and `next` link say nothing of hidden ones.
+    pub fn answer_visible(
+        &self,
+        request: &FhirRequest,
+        base: &str,
+        visible: &dyn Fn(&Value) -> bool,
+    ) -> Result<Value, StoreError> {
         let ty = request.resource_type.as_ref().map(|t| t.as_str());
         match (&request.interaction, ty, request.id.as_deref()) {
             (Interaction::Read, Some(ty), Some(id)) => self.read(ty, id),
@@ -417,7 +430,7 @@ impl FhirStore {
                 }
             }
             (Interaction::SearchType, Some(ty), None) => {
-                self.search(ty, &request.params, base, None)
+                self.search_visible(ty, &request.params, base, None, visible)
             }
             (Interaction::SearchCompartment, Some(ty), None) => {
                 let Some((compartment, id)) = &request.compartment else {
@@ -426,7 +439,7 @@ impl FhirStore {
                 if compartment.as_str() != "Patient" {
                     return Err(StoreError::UnsupportedInteraction);
                 }
-                self.search(ty, &request.params, base, Some(id))
+                self.search_visible(ty, &request.params, base, Some(id), visible)
             }
             (Interaction::Operation(op), Some("Patient"), Some(id)) if op == "everything" => {
                 self.everything(id, &request.params, base)
@@ -442,6 +455,18 @@ impl FhirStore {
         params: &[SearchParam],
         base: &str,
         compartment: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        self.search_visible(ty, params, base, compartment, &|_| true)
+    }
+
+    /// [`FhirStore::search`] over the matches `visible` accepts only.
+    pub fn search_visible(
+        &self,
+        ty: &str,
+        params: &[SearchParam],
+        base: &str,
+        compartment: Option<&str>,
+        visible: &dyn Fn(&Value) -> bool,
     ) -> Result<Value, StoreError> {
         let mut filters = Vec::new();
         let mut includes = Vec::new();
@@ -529,6 +554,7 @@ impl FhirStore {
                 })
             })
             .filter(|r| filters.iter().all(|filter| filter.matches(r)))
+            .filter(|r| visible(r))
             .collect();
         // Before paging, so that every page is a slice of one order; the sort is stable, so
         // ties keep the store's (type, id) order and a page boundary never moves between two

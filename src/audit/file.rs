@@ -229,7 +229,7 @@ impl FileState {
             .map_err(|e| SinkError::io("fsync", &e))?;
         let next = self.index + 1;
         let path = self.dir.join(file_name(&self.prefix, next));
-        let file = OpenOptions::new()
+        let file = private_file()
             .create_new(true)
             .append(true)
             .open(&path)
@@ -334,6 +334,32 @@ impl std::fmt::Debug for FileSink {
     }
 }
 
+/// Options for the files this sink creates: readable by the service's user only (mode 0600
+/// on Unix), whatever the umask. Audit records name patients, clients and addresses; other
+/// local accounts have no business reading them. Files that already exist keep their mode.
+fn private_file() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// A builder for the log directory (and missing parents): mode 0700 on Unix.
+fn private_dir() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+}
+
 impl FileSink {
     /// Opens (or creates) the log in the configured directory.
     ///
@@ -342,16 +368,13 @@ impl FileSink {
     /// continues after the last complete record.
     pub fn open(config: FileSinkConfig) -> std::io::Result<(Self, Recovery)> {
         check_prefix(&config.prefix)?;
-        std::fs::create_dir_all(&config.dir)?;
+        private_dir().create(&config.dir)?;
         let mut files = log_files(&config.dir, &config.prefix)?;
         let mut torn_tail = None;
         let mut newline_added = false;
         if files.is_empty() {
             let path = config.dir.join(file_name(&config.prefix, 1));
-            OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)?;
+            private_file().create_new(true).append(true).open(&path)?;
             sync_dir(&config.dir)?;
             files.push((1, path));
         }
@@ -374,7 +397,13 @@ impl FileSink {
                     newline_added = true;
                 } else {
                     let saved_to = last_path.with_extension(format!("jsonl.torn-{start}"));
-                    std::fs::write(&saved_to, tail)?;
+                    let mut side = private_file()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&saved_to)?;
+                    side.write_all(tail)?;
+                    side.sync_all()?;
                     file.set_len(start as u64)?;
                     file.sync_all()?;
                     sync_dir(&config.dir)?;

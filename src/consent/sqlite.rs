@@ -99,7 +99,13 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, applies pending migrations and loads the
     /// caches. Existing data is kept.
+    ///
+    /// A database file this call creates is readable by the service's user only (mode 0600
+    /// on Unix, whatever the umask; SQLite gives its `-wal` and `-shm` files the same mode):
+    /// it holds who shared what with which app.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ConsentError> {
+        let path = path.as_ref();
+        create_private_file(path).map_err(|e| StoreError::Backend(format!("create {e}")))?;
         Self::from_connection(Connection::open(path).map_err(cdb)?)
     }
 
@@ -751,5 +757,28 @@ impl TokenStore for SqliteStore {
         })?;
         self.revoked.add_jti(jti, expires_at);
         Ok(())
+    }
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (SQLite would create it with the
+/// umask's mode). Special names (`:memory:`, `file:` URIs, the empty temporary name) are left
+/// to SQLite.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" || name.as_encoded_bytes().starts_with(b"file:") {
+        return Ok(());
+    }
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -35,6 +35,8 @@ pub enum PublicProblem {
     NotSupported,
     /// 406: the client accepts no format this API answers in (it speaks FHIR JSON only).
     NotAcceptable,
+    /// 408: the request did not arrive in time (a server-side deadline on reading it).
+    RequestTimeout,
     /// 413: the body is too large.
     PayloadTooLarge,
     /// 414: the request target is too long.
@@ -61,6 +63,7 @@ impl PublicProblem {
             PublicProblem::NotFound => StatusCode::NOT_FOUND,
             PublicProblem::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PublicProblem::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            PublicProblem::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             PublicProblem::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PublicProblem::UriTooLong => StatusCode::URI_TOO_LONG,
             PublicProblem::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -86,6 +89,7 @@ impl PublicProblem {
             | PublicProblem::UriTooLong
             | PublicProblem::HeadersTooLarge => "too-long",
             PublicProblem::TooManyRequests => "throttled",
+            PublicProblem::RequestTimeout => "timeout",
             PublicProblem::Internal => "exception",
             PublicProblem::Unavailable => "transient",
         }
@@ -101,6 +105,7 @@ impl PublicProblem {
             PublicProblem::MethodNotAllowed => "API-405",
             PublicProblem::NotSupported => "API-400-NS",
             PublicProblem::NotAcceptable => "API-406",
+            PublicProblem::RequestTimeout => "API-408",
             PublicProblem::PayloadTooLarge => "API-413",
             PublicProblem::UriTooLong => "API-414",
             PublicProblem::UnsupportedMediaType => "API-415",
@@ -123,6 +128,7 @@ impl PublicProblem {
             PublicProblem::NotAcceptable => {
                 "The requested format is not available; this API answers in FHIR JSON."
             }
+            PublicProblem::RequestTimeout => "The request took too long to arrive.",
             PublicProblem::PayloadTooLarge => "The request body is too large.",
             PublicProblem::UriTooLong => "The request URL is too long.",
             PublicProblem::UnsupportedMediaType => "The content type is not supported.",

@@ -113,6 +113,7 @@ impl GuardRejection {
     pub fn problem(&self, concealment: Concealment) -> PublicProblem {
         match self {
             GuardRejection::Sanitize(e) => e.public(),
+            GuardRejection::Token(t) if t.is_malformed_request() => PublicProblem::BadRequest,
             GuardRejection::Token(_) | GuardRejection::GrantlessToken => {
                 PublicProblem::Unauthorized
             }
@@ -178,6 +179,7 @@ impl GuardRejection {
     pub fn code(&self) -> &'static str {
         match self {
             GuardRejection::Sanitize(e) => e.code(),
+            GuardRejection::Token(t) if t.is_malformed_request() => "invalid_request",
             GuardRejection::Token(_) => "invalid_token",
             GuardRejection::GrantlessToken => "grantless_token",
             GuardRejection::Denied(_) => "denied",
@@ -213,6 +215,7 @@ impl GuardRejection {
                 TokenRejection::GrantExpired => AuditDenyReason::GrantExpired,
                 TokenRejection::GrantRevoked => AuditDenyReason::GrantRevoked,
                 TokenRejection::GrantUnknown => AuditDenyReason::GrantUnknown,
+                TokenRejection::NotBearer => AuditDenyReason::MalformedRequest,
                 _ => AuditDenyReason::InvalidToken,
             }),
             GuardRejection::GrantlessToken => Outcome::Denied(AuditDenyReason::GrantUnknown),

@@ -13,7 +13,8 @@
 //!   service with `get_ref`/`get_mut`/`into_inner`, and its own future.
 //! * The handler finds a [`GuardContext`] in the request's extensions (patient, client, grant,
 //!   granted categories, scopes, the narrowed typed request); the request's URI already carries
-//!   the narrowing parameters. A refused request's response carries a [`GuardRejection`] (and a
+//!   the narrowing parameters; a search's request also carries its [`Visibility`], for a
+//!   handler that must page over matches the guard could not narrow. A refused request's response carries a [`GuardRejection`] (and a
 //!   [`RejectionReason`](crate::fhir::RejectionReason)) in its extensions.
 //! * Each stage is a trait with the crate's component as its implementation:
 //!   [`TokenValidation`] (`AuthorizationServer`, `AccessTokenValidator`),
@@ -48,7 +49,7 @@ pub use context::{GuardContext, GuardRejection};
 pub use cors::{CorsClass, CorsPolicy, OriginRegistry};
 pub use endpoints::{AuthorizeHost, SmartEndpoint, SmartEndpoints};
 pub use resource::FhirJson;
-pub use service::{GuardBody, GuardLayer, GuardService, ResponseFuture};
+pub use service::{GuardBody, GuardLayer, GuardService, ResponseFuture, Visibility};
 pub use stages::{AuditRecorder, PeerAddr, RateLimit, TokenValidation};
 pub use token_cache::{
     CachedTokenValidator, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_TTL,

@@ -494,12 +494,22 @@ fn enforcer<'a>(
     approved: &'a Approved,
     patient: Option<PatientId>,
 ) -> Enforcer<'a> {
+    enforcer_with(&config.registry, config.enforce, typed, approved, patient)
+}
+
+fn enforcer_with<'a>(
+    registry: &'a crate::category::CategoryRegistry,
+    enforce: crate::enforce::EnforceConfig,
+    typed: &'a TypedScopes,
+    approved: &'a Approved,
+    patient: Option<PatientId>,
+) -> Enforcer<'a> {
     let enforcer = Enforcer::with_granted(
-        &config.registry,
+        registry,
         typed.0.as_slice(),
         patient,
         Cow::Borrowed(approved.set()),
-        config.enforce,
+        enforce,
     );
     match approved {
         // A consent grant is one patient's: no scope of its tokens reaches past her.
@@ -690,6 +700,13 @@ impl Shared {
             typed,
             fhir_user,
         } = authorized;
+        let searches = matches!(
+            narrowed.interaction,
+            Interaction::SearchType
+                | Interaction::SearchCompartment
+                | Interaction::SearchSystem
+                | Interaction::Operation(_)
+        );
         parts.extensions.insert(GuardContext {
             patient: patient.clone(),
             client_id,
@@ -702,6 +719,15 @@ impl Shared {
             fhir_user,
             request_id: trail.request_id.clone(),
         });
+        if searches {
+            parts.extensions.insert(Visibility {
+                registry: Arc::clone(&config.registry),
+                enforce: config.enforce,
+                typed: Arc::clone(&typed),
+                approved: approved.clone(),
+                patient: patient.clone(),
+            });
+        }
         head_as_get(&mut parts);
         Step::Handle(
             Request::from_parts(parts, Full::new(bytes)),
@@ -902,9 +928,60 @@ struct Authorized {
 
 /// The categories a request may disclose: the grant's own set, lent to the enforcer without a
 /// copy, or (a grantless token, where allowed) every declared category.
+#[derive(Clone)]
 enum Approved {
     Grant(Arc<ActiveGrant>),
-    All(BTreeSet<CategoryId>),
+    All(Arc<BTreeSet<CategoryId>>),
+}
+
+/// The visibility rule of a search the guard let through, in the request's extensions next
+/// to the [`GuardContext`] (searches, compartment searches and `$everything` only).
+///
+/// The guard narrows a search to what the grant shows where one parameter can say it (every
+/// granted category of the type on the same element). Where none can (vital signs by
+/// `category` with smoking status by `code`, both in Observation), the handler runs the
+/// broader search and the guard filters each page; the page's positions then depend on the
+/// hidden matches: an empty page with a `next` link, or a visible match pushed to a later
+/// offset, tells that hidden matches exist. A handler that pages over its matches itself
+/// closes that by keeping only what [`Visibility::shows`] accepts *before* it counts and
+/// slices them. The guard still filters what comes back, whatever the handler did.
+#[derive(Clone)]
+pub struct Visibility {
+    registry: Arc<crate::category::CategoryRegistry>,
+    enforce: crate::enforce::EnforceConfig,
+    typed: TypedScopes,
+    approved: Approved,
+    patient: Option<PatientId>,
+}
+
+impl fmt::Debug for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Visibility")
+            .field("patient", &self.patient)
+            .field("categories", self.approved.set())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Visibility {
+    /// The request's enforcer (the same the guard checks the response with).
+    pub fn enforcer(&self) -> Enforcer<'_> {
+        enforcer_with(
+            &self.registry,
+            self.enforce,
+            &self.typed,
+            &self.approved,
+            self.patient.clone(),
+        )
+    }
+
+    /// Whether `resource` may be returned as a search match: a search scope on its type whose
+    /// constraints it meets, the patient's compartment, a granted category.
+    pub fn shows(&self, resource: &Value) -> bool {
+        self.enforcer()
+            .visible(resource, crate::enforce::Need::Search)
+            .is_ok()
+    }
 }
 
 impl Approved {
@@ -967,14 +1044,14 @@ impl Shared {
             },
             None if config.allow_grantless => (
                 claims.patient.clone(),
-                Approved::All(
+                Approved::All(Arc::new(
                     config
                         .registry
                         .categories()
                         .iter()
                         .map(|c| c.id.clone())
                         .collect(),
-                ),
+                )),
             ),
             None => return Err(GuardRejection::GrantlessToken),
         };
@@ -1627,6 +1704,7 @@ fn problem_for_status(status: StatusCode) -> PublicProblem {
         StatusCode::FORBIDDEN => PublicProblem::Forbidden,
         StatusCode::NOT_FOUND | StatusCode::GONE => PublicProblem::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => PublicProblem::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => PublicProblem::RequestTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => PublicProblem::PayloadTooLarge,
         StatusCode::URI_TOO_LONG => PublicProblem::UriTooLong,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => PublicProblem::UnsupportedMediaType,

@@ -276,6 +276,7 @@ impl Sanitizer {
             );
         let mut form_body = "";
         if is_post_search && !body.is_empty() {
+            identity_coding(headers)?;
             let ct = media_type(headers)?;
             if ct.as_deref() != Some("application/x-www-form-urlencoded") {
                 return Err(SanitizeError::UnsupportedMediaType);
@@ -866,6 +867,7 @@ impl Sanitizer {
         if !may_have_body {
             return Err(SanitizeError::BodyNotAllowed);
         }
+        identity_coding(headers)?;
         let ct = media_type(headers)?.ok_or(SanitizeError::UnsupportedMediaType)?;
         let json_patch = ct == "application/json-patch+json";
         let fhir_json = ct == "application/fhir+json" || ct == "application/json";
@@ -1098,6 +1100,22 @@ fn check_headers(
         total += name.as_str().len() + value.len() + 4;
         if total > max_bytes {
             return Err(SanitizeError::HeadersTooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// A request body must come as sent: no `Content-Encoding` but `identity`. A compressed body
+/// would be checked as the bytes it is, not as what the handler might inflate it to (and a
+/// small gzip can inflate to gigabytes); RFC 9110 §8.4 answers an unacceptable coding 415.
+fn identity_coding(headers: &HeaderMap) -> Result<(), SanitizeError> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let ok = value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+        });
+        if !ok {
+            return Err(SanitizeError::UnsupportedMediaType);
         }
     }
     Ok(())

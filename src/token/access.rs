@@ -151,7 +151,8 @@ impl<R: RevocationList + ?Sized> RevocationList for Arc<R> {
 }
 
 /// Why an access token was refused. For the audit log; the wire only ever sees a generic
-/// `invalid_token` (see [`TokenRejection::www_authenticate`]).
+/// `invalid_token`, or `invalid_request` for a malformed `Authorization` header (see
+/// [`TokenRejection::www_authenticate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenRejection {
@@ -159,7 +160,8 @@ pub enum TokenRejection {
     #[error("no access token")]
     Missing,
     /// The `Authorization` header named `Bearer` but did not carry one token, or the request
-    /// had more than one `Authorization` header.
+    /// had more than one `Authorization` header: a malformed request, answered `400` with
+    /// `error="invalid_request"` (RFC 6750 §3.1), not a bad token.
     #[error("the Authorization header is not a Bearer token")]
     NotBearer,
     /// The `Authorization` header used another scheme (`Basic`, say): no bearer token was
@@ -245,21 +247,40 @@ impl TokenRejection {
 
     /// The `WWW-Authenticate` value (RFC 6750 §3): no error code when no bearer token was sent
     /// (no `Authorization` header, or one of another scheme: RFC 6750 §3.1 "SHOULD NOT include
-    /// an error code"), otherwise a generic `invalid_token` that reveals nothing of the reason.
+    /// an error code"), `invalid_request` when the header is malformed ([`Self::NotBearer`]),
+    /// otherwise a generic `invalid_token` that reveals nothing of the reason.
     pub fn www_authenticate(&self) -> HeaderValue {
         match self {
             TokenRejection::Missing | TokenRejection::OtherScheme => {
                 HeaderValue::from_static("Bearer realm=\"fhir\"")
             }
+            TokenRejection::NotBearer => {
+                HeaderValue::from_static("Bearer realm=\"fhir\", error=\"invalid_request\"")
+            }
             _ => HeaderValue::from_static("Bearer realm=\"fhir\", error=\"invalid_token\""),
         }
     }
 
-    /// A bare 401 response carrying [`Self::www_authenticate`] (the middleware adds an
-    /// OperationOutcome body).
+    /// Whether the request itself is malformed (RFC 6750 `invalid_request`, status 400)
+    /// rather than carrying no or a bad token (401).
+    pub fn is_malformed_request(&self) -> bool {
+        matches!(self, TokenRejection::NotBearer)
+    }
+
+    /// The status RFC 6750 §3.1 gives the rejection: 400 for a malformed request, else 401.
+    pub fn status(&self) -> StatusCode {
+        if self.is_malformed_request() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+
+    /// A bare response with [`Self::status`] carrying [`Self::www_authenticate`] (the
+    /// middleware adds an OperationOutcome body).
     pub fn to_response(&self) -> Response<Vec<u8>> {
         let mut response = Response::new(Vec::new());
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::WWW_AUTHENTICATE, self.www_authenticate());
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

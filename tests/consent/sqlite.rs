@@ -19,6 +19,23 @@ fn sqlite_file_passes_both_suites() {
     token_suite(&SqliteStore::open(dir.path().join("b.db")).unwrap());
 }
 
+#[cfg(unix)]
+#[test]
+fn sqlite_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consent.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.approve(request("355", "app-a", T0), T0).unwrap();
+    for file in ["consent.db", "consent.db-wal", "consent.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
 #[test]
 fn sqlite_reopen_keeps_everything_and_warms_the_caches() {
     let dir = tempfile::tempdir().unwrap();

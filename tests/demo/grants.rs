@@ -525,3 +525,86 @@ fn shared_records_name_no_one_the_grant_hides() {
         assert!(!entries(&second.json()).is_empty());
     });
 }
+
+/// Vital signs (by `category`) with smoking status (by `code`): two elements of Observation,
+/// so no one parameter narrows the search to the grant, and the demo store pages over the
+/// matches the guard's `Visibility` accepts. Every page before the last is full, and the pages
+/// together hold exactly what one large page holds: where a page starts says nothing of the
+/// lab results and other observations the grant hides.
+#[test]
+fn searches_the_guard_cannot_narrow_page_over_visible_matches_only() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let fhir = d.fhir();
+        let ids = |bundle: &Value| -> Vec<String> {
+            bundle["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["search"]["mode"] == "match")
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let all_observations = format!("{fhir}/Observation?patient={patient}&_count=500");
+        // The fixture holds other observations too (lab results among them): without paging
+        // over visible matches, pages would come back short or empty.
+        let every = every_category(d);
+        let chosen: Vec<&str> = every.iter().map(String::as_str).collect();
+        let full = launch(d, "research-app", user, &chosen, None)
+            .await
+            .unwrap();
+        let full_auth = bearer(&full.token);
+        let mut full_browser = full.browser;
+        let everything = full_browser
+            .get_with(&all_observations, &[("authorization", full_auth.as_str())])
+            .await
+            .json();
+
+        let Launch { token, mut browser } = launch(
+            d,
+            "research-app",
+            user,
+            &["vital-signs", "smoking-status"],
+            None,
+        )
+        .await
+        .unwrap();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let whole = browser.get_with(&all_observations, &h).await;
+        assert_eq!(whole.status, 200, "{}", whole.text());
+        let whole = whole.json();
+        let visible = ids(&whole);
+        assert!(visible.len() >= 3, "{whole}");
+        assert!(ids(&everything).len() > visible.len(), "{everything}");
+
+        let mut url = format!("{fhir}/Observation?patient={patient}&_count=2");
+        let mut paged = Vec::new();
+        for _ in 0..200 {
+            let page = browser.get_with(&url, &h).await;
+            assert_eq!(page.status, 200, "{url}: {}", page.text());
+            let page = page.json();
+            let on_page = ids(&page);
+            let next = page["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str())
+                .map(str::to_owned);
+            if next.is_some() {
+                assert_eq!(on_page.len(), 2, "a page before the last is full: {page}");
+            } else {
+                assert!(!on_page.is_empty(), "no empty last page: {page}");
+            }
+            paged.extend(on_page);
+            match next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        assert_eq!(paged, visible);
+    });
+}

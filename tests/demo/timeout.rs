@@ -55,6 +55,18 @@ fn a_stalled_body_gets_408_and_the_connection_closes() {
                 "{path}: answered before the deadline ({elapsed:?})"
             );
             assert!(!text.contains("grant_type"), "{path}: {text}");
+            // A FHIR client reads every error of the API as an OperationOutcome.
+            let lower = text.to_ascii_lowercase();
+            if path.starts_with("/fhir/") {
+                assert!(
+                    lower.contains("content-type: application/fhir+json")
+                        && text.contains("\"resourceType\":\"OperationOutcome\"")
+                        && text.contains("\"code\":\"timeout\""),
+                    "{path}: {text}"
+                );
+            } else {
+                assert!(lower.contains("content-type: text/plain"), "{path}: {text}");
+            }
         }
 
         // Normal requests are unaffected.

@@ -136,6 +136,18 @@ async fn tokens_get_401(options: Options) {
     );
     assert_generic_outcome(&basic);
 
+    // A Bearer header without a token is a malformed request: 400 `invalid_request`.
+    let empty = s
+        .send(Method::GET, &path, None, &[("authorization", "Bearer ")])
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        empty.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"fhir\", error=\"invalid_request\""
+    );
+    assert_generic_outcome(&empty);
+    assert!(s.seen().is_empty());
+
     let garbage = s.get(&path, Some("not-a-jwt")).await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -175,13 +187,14 @@ async fn tokens_get_401(options: Options) {
     // The handler never saw a refused request; every request has its one record.
     assert_eq!(s.seen().len(), 3);
     let records = s.records();
-    assert_eq!(records.len(), 9);
+    assert_eq!(records.len(), 10);
     let outcomes: Vec<Outcome> = records.iter().map(|r| r.record().outcome).collect();
     assert_eq!(
         outcomes,
         vec![
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::InvalidToken),
+            Outcome::Denied(DenyReason::MalformedRequest),
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Success,
             Outcome::Denied(DenyReason::ExpiredToken),
@@ -192,11 +205,11 @@ async fn tokens_get_401(options: Options) {
         ]
     );
     assert_eq!(records[0].record().event, EventKind::RequestDenied);
-    assert_eq!(records[3].record().event, EventKind::RestAccess);
-    assert_eq!(records[3].record().client.as_ref().unwrap().as_str(), APP);
-    assert_eq!(records[3].record().grant.as_ref().unwrap().as_str(), GRANT);
+    assert_eq!(records[4].record().event, EventKind::RestAccess);
+    assert_eq!(records[4].record().client.as_ref().unwrap().as_str(), APP);
+    assert_eq!(records[4].record().grant.as_ref().unwrap().as_str(), GRANT);
     assert_eq!(
-        records[3].record().patient.as_ref().unwrap().as_str(),
+        records[4].record().patient.as_ref().unwrap().as_str(),
         "355"
     );
     assert!(records[3].record().source.unwrap().is_loopback());
@@ -427,6 +440,16 @@ async fn search_is_narrowed_for_the_handler_and_filtered_after() {
         "{}",
         seen[0].uri
     );
+    // The search's visibility rule, for a handler that pages over matches itself: her vital
+    // signs, not her lab results, nothing of patient 85.
+    let visibility = seen[0]
+        .visibility
+        .as_ref()
+        .expect("a search carries Visibility");
+    assert!(visibility.shows(&s.resource("Observation", VITAL_355)));
+    assert!(!visibility.shows(&s.resource("Observation", LAB_355)));
+    assert!(!visibility.shows(&s.resource("Observation", VITAL_85)));
+
     let ids = entry_ids(&reply.body);
     assert_eq!(ids.len(), 27, "{ids:?}");
     assert_eq!(reply.body["total"], 27);
@@ -468,6 +491,12 @@ async fn search_is_narrowed_for_the_handler_and_filtered_after() {
             .windows(LAB_355.len())
             .any(|w| w == LAB_355.as_bytes())
     );
+    // A read needs no rule for paging.
+    let read = s
+        .get(&format!("/fhir/Observation/{VITAL_355}"), Some(&token))
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(s.seen().last().unwrap().visibility.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

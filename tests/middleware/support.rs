@@ -109,6 +109,7 @@ fn key_pem(name: &str) -> String {
 pub struct Seen {
     pub uri: String,
     pub context: Option<GuardContext>,
+    pub visibility: Option<fhirguard::middleware::Visibility>,
 }
 
 struct AppState {
@@ -211,6 +212,10 @@ async fn fhir(State(state): State<Arc<AppState>>, req: Request) -> Response {
     state.seen.lock().unwrap().push(Seen {
         uri: req.uri().to_string(),
         context: context.clone(),
+        visibility: req
+            .extensions()
+            .get::<fhirguard::middleware::Visibility>()
+            .cloned(),
     });
     let Some(context) = context else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no guard context").into_response();
@@ -443,6 +448,11 @@ impl TestServer {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
+    }
+
+    /// A stored resource, as the handler would return it.
+    pub fn resource(&self, resource_type: &str, id: &str) -> Value {
+        self.state.store.read(resource_type, id).unwrap()
     }
 
     pub fn records(&self) -> Vec<SealedRecord> {

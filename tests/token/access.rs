@@ -414,15 +414,30 @@ fn www_authenticate_is_generic() {
     let other = f.validator.validate_headers(&headers, START).unwrap_err();
     assert_eq!(other, TokenRejection::OtherScheme);
     assert_eq!(other.www_authenticate(), "Bearer realm=\"fhir\"");
-    // A Bearer header without exactly one token is a bad token.
+    // A Bearer header without exactly one token is a malformed request (RFC 6750 §3.1).
     for value in ["Bearer", "Bearer ", "bearer a b"] {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
         let bad = f.validator.validate_headers(&headers, START).unwrap_err();
         assert_eq!(bad, TokenRejection::NotBearer, "{value}");
         assert_eq!(
             bad.www_authenticate(),
-            "Bearer realm=\"fhir\", error=\"invalid_token\"",
+            "Bearer realm=\"fhir\", error=\"invalid_request\"",
             "{value}"
         );
+        assert_eq!(bad.to_response().status(), 400, "{value}");
     }
+    // So is a second Authorization header, even if each alone would be fine.
+    let mut two = HeaderMap::new();
+    two.append(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer a.b.c"),
+    );
+    two.append(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer d.e.f"),
+    );
+    assert_eq!(
+        f.validator.validate_headers(&two, START).unwrap_err(),
+        TokenRejection::NotBearer
+    );
 }

@@ -17,10 +17,11 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tower::Layer as _;
 
+use fhirguard::enforce::Need;
 use fhirguard::fhir::FHIR_JSON_MEDIA_TYPE as FHIR_JSON;
 use fhirguard::fhir::Interaction;
 use fhirguard::middleware::{
-    FhirJson, GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService,
+    FhirJson, GuardBody, GuardConfig, GuardContext, GuardLayer, GuardService, Visibility,
 };
 use fhirguard::sanitize::{ParamTable, ParamType};
 use fhirguard::token::AuthorizationServer;
@@ -114,7 +115,18 @@ impl FhirApi {
                 let Some(ctx) = req.extensions().get::<GuardContext>() else {
                     return status_only(StatusCode::INTERNAL_SERVER_ERROR).map(Either::Right);
                 };
-                match self.store.answer(&ctx.request, &self.fhir_base) {
+                // A search the guard could not narrow is paged over visible matches only.
+                let answer = match req.extensions().get::<Visibility>() {
+                    Some(visibility) => {
+                        let enforcer = visibility.enforcer();
+                        self.store
+                            .answer_visible(&ctx.request, &self.fhir_base, &|r| {
+                                enforcer.visible(r, Need::Search).is_ok()
+                            })
+                    }
+                    None => self.store.answer(&ctx.request, &self.fhir_base),
+                };
+                match answer {
                     Ok(body) => {
                         let mut versions = http::HeaderMap::new();
                         if matches!(

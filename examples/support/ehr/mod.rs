@@ -712,6 +712,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(Peer(peer));
                             req.extensions_mut().insert(PeerAddr::from(peer));
+                            let fhir_api = is_fhir_path(req.uri().path());
                             let answer = router.clone().oneshot(req.map(Body::new));
                             let headers = timeout_headers.clone();
                             // One deadline for the whole request, body included (the header
@@ -719,7 +720,7 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                             async move {
                                 match tokio::time::timeout(request_timeout, answer).await {
                                     Ok(response) => response,
-                                    Err(_) => Ok(request_timed_out(&headers)),
+                                    Err(_) => Ok(request_timed_out(&headers, fhir_api)),
                                 }
                             }
                         });
@@ -782,12 +783,26 @@ fn demo_throttle_config() -> ThrottleConfig {
 }
 
 /// 408 with a generic body, and the connection closed (its unread body is abandoned).
-fn request_timed_out(headers: &SecurityHeaders) -> Response<Body> {
-    let mut r = text_response(
-        StatusCode::REQUEST_TIMEOUT,
-        "The request took too long to arrive.\n",
-    );
-    headers.apply(r.headers_mut(), ResponseKind::Public);
+/// The guarded FHIR API: everything under `/fhir`.
+fn is_fhir_path(path: &str) -> bool {
+    path == "/fhir" || path.starts_with("/fhir/")
+}
+
+/// `408` for a request that did not arrive in time: an OperationOutcome on the FHIR API (a
+/// FHIR client parses every error body as one), plain text elsewhere.
+fn request_timed_out(headers: &SecurityHeaders, fhir_api: bool) -> Response<Body> {
+    let mut r = if fhir_api {
+        let mut r = fhirguard::fhir::problem_response(fhirguard::PublicProblem::RequestTimeout);
+        headers.apply(r.headers_mut(), ResponseKind::Phi);
+        r
+    } else {
+        let mut r = text_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request took too long to arrive.\n",
+        );
+        headers.apply(r.headers_mut(), ResponseKind::Public);
+        r
+    };
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r.map(Body::from)
@@ -798,8 +813,7 @@ pub(crate) type Req = Request<Vec<u8>>;
 pub(crate) type Resp = Response<Vec<u8>>;
 
 async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<Body> {
-    let path = req.uri().path();
-    if path == "/fhir" || path.starts_with("/fhir/") {
+    if is_fhir_path(req.uri().path()) {
         // The guard reads the body itself (up to the sanitizer's limit) and answers HEAD as
         // GET without the body (its handler runs a GET, the audit record says HEAD).
         let response = match ehr.fhir.clone().oneshot(req).await {

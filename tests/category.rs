@@ -773,9 +773,13 @@ fn every_read_returns_exactly_the_approved_subset_and_hides_existence() {
                                 false
                             }
                         },
-                        Decision::Deny(
-                            DenyReason::OtherPatient | DenyReason::NoCoveringScope { .. },
-                        ) => false,
+                        Decision::Deny(DenyReason::OtherPatientRecord) => {
+                            // Refused before the read, on the wire like a missing resource.
+                            let reason = DenyReason::OtherPatientRecord;
+                            assert_eq!(e.wire_outcome(&reason), e.missing_outcome());
+                            false
+                        }
+                        Decision::Deny(DenyReason::NoCoveringScope { .. }) => false,
                         other => panic!("unexpected {other:?}"),
                     };
                     assert_eq!(
@@ -830,7 +834,7 @@ fn another_patients_ids_are_refused_before_execution() {
     everything.id = Some("85".into());
     assert_eq!(
         e.decide(&everything),
-        Decision::Deny(DenyReason::OtherPatient)
+        Decision::Deny(DenyReason::OtherPatientRecord)
     );
 }
 

@@ -206,6 +206,53 @@ fn include_and_revinclude() {
     );
 }
 
+/// `patient` is a path's references to a Patient only (R4: `Provenance.target.where(resolve()
+/// is Patient)`): including through it brings the patient, not every target.
+#[test]
+fn including_through_patient_brings_only_patients() {
+    let store = store();
+    let bundle = store
+        .search(
+            "Provenance",
+            &[
+                param("patient", "355"),
+                param("_include", "Provenance:patient"),
+            ],
+            BASE,
+            None,
+        )
+        .unwrap();
+    assert!(!ids(&bundle, "match").is_empty());
+    assert_eq!(ids(&bundle, "include"), vec!["Patient/355".to_string()]);
+    let targets = store
+        .search(
+            "Provenance",
+            &[
+                param("patient", "355"),
+                param("_include", "Provenance:target"),
+            ],
+            BASE,
+            None,
+        )
+        .unwrap();
+    assert!(ids(&targets, "include").len() > 10);
+    // Paging far past the end does not wrap round to the first page.
+    let far = store
+        .search(
+            "Provenance",
+            &[
+                param("_offset", &u64::MAX.to_string()),
+                param("_count", "10"),
+            ],
+            BASE,
+            None,
+        )
+        .unwrap();
+    assert!(ids(&far, "match").is_empty());
+    let links = far["link"].as_array().unwrap();
+    assert!(links.iter().all(|l| l["relation"] != "next"), "{links:?}");
+}
+
 #[test]
 fn compartment_search_everything_and_vread() {
     let store = store();
@@ -506,7 +553,7 @@ fn missing_modifier_applies_to_every_parameter_kind() {
     assert!(
         link(&bundle, "self")
             .unwrap()
-            .contains("category%3Amissing=false")
+            .contains("category:missing=false")
     );
     assert_eq!(
         search(&store, "Observation", &[("category:missing", "maybe")]),

@@ -576,10 +576,11 @@ impl FhirStore {
             return Ok(bundle);
         }
         let page: Vec<&Arc<Value>> = matches.iter().skip(offset).take(count).copied().collect();
-        if offset + count < total {
+        // Saturating: an `_offset` near `usize::MAX` must not wrap round to the first page.
+        if offset.saturating_add(count) < total {
             links.push(json!({
                 "relation": "next",
-                "url": page_url(base, ty, params, offset + count, count, compartment),
+                "url": page_url(base, ty, params, offset.saturating_add(count), count, compartment),
             }));
         }
         if offset > 0 {
@@ -619,7 +620,9 @@ impl FhirStore {
         let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
             return Err(StoreError::BadValue("_include".into()));
         };
-        let target_type = parts.next();
+        // R4 defines `patient` as its path's references to a Patient only
+        // (`Provenance.target.where(resolve() is Patient)`).
+        let target_type = parts.next().or((param == "patient").then_some("Patient"));
         let (kind, paths) = param_def(source, param)
             .ok_or_else(|| StoreError::UnsupportedParameter(format!("_include={include}")))?;
         if kind != Kind::Reference {
@@ -664,7 +667,11 @@ impl FhirStore {
         if kind != Kind::Reference {
             return Err(StoreError::BadValue("_revinclude".into()));
         }
-        let targets: BTreeSet<String> = page.iter().map(|r| key_of(r)).collect();
+        let targets: BTreeSet<String> = page
+            .iter()
+            .filter(|r| param != "patient" || r["resourceType"] == "Patient")
+            .map(|r| key_of(r))
+            .collect();
         Ok(self
             .resources
             .range((source.to_owned(), String::new())..)
@@ -1047,24 +1054,31 @@ fn page_url(
 /// `params` (but those named in `skip`) as a query string, each value re-escaped: the request
 /// as the store applied it, for a Bundle's links.
 fn encode_params(params: &[SearchParam], skip: &[&str]) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
+    let mut query = String::new();
     for param in params {
         if skip.contains(&param.name.as_str()) {
             continue;
         }
-        let name = match &param.modifier {
-            Some(modifier) => format!("{}:{modifier}", param.name),
-            None => param.name.clone(),
-        };
         let value = param
             .values
             .iter()
             .map(|v| v.replace('\\', "\\\\").replace(',', "\\,"))
             .collect::<Vec<_>>()
             .join(",");
-        query.append_pair(&name, &value);
+        if !query.is_empty() {
+            query.push('&');
+        }
+        // The name as FHIR writes it: `code:not`, not `code%3Anot` (`:` is a query character,
+        // RFC 3986 §3.4; the sanitizer has checked the name's characters).
+        query.extend(form_urlencoded::byte_serialize(param.name.as_bytes()));
+        if let Some(modifier) = &param.modifier {
+            query.push(':');
+            query.extend(form_urlencoded::byte_serialize(modifier.as_bytes()));
+        }
+        query.push('=');
+        query.extend(form_urlencoded::byte_serialize(value.as_bytes()));
     }
-    query.finish()
+    query
 }
 
 fn rewrite_references(value: &mut Value, full_urls: &HashMap<String, String>) {

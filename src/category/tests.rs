@@ -23,7 +23,7 @@ fn obs(category: (&str, &str), code: (&str, &str)) -> serde_json::Value {
 #[test]
 fn shipped_registry_is_valid() {
     let reg = CategoryRegistry::from_json(CategoryRegistry::default_json()).unwrap();
-    assert_eq!(reg.version(), "2026.12.0");
+    assert_eq!(reg.version(), "2026.12.1");
     for required in [
         "demographics",
         "smoking-status",
@@ -241,7 +241,7 @@ fn host_registries_are_validated() {
             .withheld()
             .is_empty()
     );
-    assert_eq!(CategoryRegistry::default_registry().withheld().len(), 4);
+    assert_eq!(CategoryRegistry::default_registry().withheld().len(), 8);
     let mut conflict = base;
     conflict["supporting"]["types"][0]["resourceType"] = json!("Observation");
     assert!(matches!(

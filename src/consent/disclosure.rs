@@ -18,7 +18,7 @@ use crate::ids::{CategoryId, ClientId};
 
 /// The version id of the template [`Disclosure::render`] fills in. Bump it whenever the
 /// wording changes, so stored grants keep pointing at the words they were approved with.
-pub const DISCLOSURE_VERSION: &str = "fhirguard-roa-1";
+pub const DISCLOSURE_VERSION: &str = "fhirguard-roa-2";
 
 /// A rendered disclosure: the exact text and its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,12 @@ impl Disclosure {
              It is NOT a HIPAA authorization: you are directing your own information to an app \
              of your choice.\n\n"
         ));
-        text.push_str(&format!("What {provider} will send to \"{app}\":\n"));
+        // Shown before she ticks anything, so it must not say that everything listed will be
+        // sent: only what she chooses is.
+        text.push_str(&format!(
+            "What {provider} can send to \"{app}\". Only the kinds of information you choose \
+             to share are sent; nothing else is:\n"
+        ));
         for (label, description) in categories {
             text.push_str(&format!(
                 "- {}: {}\n",

@@ -84,10 +84,16 @@ pub enum DenyReason {
     /// A `patient/` scope is in use but the token has no patient in context.
     #[error("patient-scoped access without a patient in context")]
     NoPatientContext,
-    /// The request names a patient other than the one in context (`patient=`, `subject=`,
-    /// `Patient/[id]`, a compartment or `_id`).
+    /// A search names a patient other than the one in context (`patient=`, `subject=`,
+    /// `Patient?_id=`).
     #[error("the request addresses a patient other than the one in context")]
     OtherPatient,
+    /// The request addresses another patient's record by its id (`Patient/[id]`, its
+    /// history, `Patient/[id]/$everything`, the compartment `Patient/[id]/[type]`). Answered
+    /// as a missing record under [`Concealment::NotFound`], exactly as an id that does not
+    /// exist (decided before any data is read, so both get the same answer).
+    #[error("the request addresses another patient's record")]
+    OtherPatientRecord,
     /// The resource does not belong to the compartment of the patient in context (checked
     /// through its references).
     #[error("the resource is outside the patient's compartment")]
@@ -154,6 +160,7 @@ impl DenyReason {
         matches!(
             self,
             DenyReason::OutsideCompartment
+                | DenyReason::OtherPatientRecord
                 | DenyReason::CategoryNotGranted
                 | DenyReason::ScopeConstraintNotMet
                 | DenyReason::Unclassifiable

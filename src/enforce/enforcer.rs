@@ -694,7 +694,7 @@ impl<'r> Enforcer<'r> {
                 let id = request.id.as_deref().ok_or(DenyReason::Incomplete)?;
                 let compartment = self.scope_check(ty, Need::Read)?;
                 if compartment && ty == "Patient" && !self.is_patient_id(id) {
-                    return Err(DenyReason::OtherPatient);
+                    return Err(DenyReason::OtherPatientRecord);
                 }
                 // A read's only parameters subset the resource, which the response check
                 // could then not classify: refused here as on a search.
@@ -708,7 +708,7 @@ impl<'r> Enforcer<'r> {
                 let id = request.id.as_deref().ok_or(DenyReason::Incomplete)?;
                 let compartment = self.scope_check(ty, Need::Read)?;
                 if compartment && ty == "Patient" && !self.is_patient_id(id) {
-                    return Err(DenyReason::OtherPatient);
+                    return Err(DenyReason::OtherPatientRecord);
                 }
                 self.check_params(request, compartment)?;
                 Ok(Decision::Allow {
@@ -739,7 +739,7 @@ impl<'r> Enforcer<'r> {
                 let compartment = self.scope_check(ty, Need::Search)?;
                 if let Some((ctype, cid)) = &request.compartment {
                     if compartment && ctype.as_str() == "Patient" && !self.is_patient_id(cid) {
-                        return Err(DenyReason::OtherPatient);
+                        return Err(DenyReason::OtherPatientRecord);
                     }
                     if compartment && ctype.as_str() != "Patient" {
                         // Another compartment (Encounter/x/…) does not bound the patient.
@@ -817,7 +817,7 @@ impl<'r> Enforcer<'r> {
                 let compartment = self.scope_check("Patient", Need::Read)?;
                 match request.id.as_deref() {
                     Some(id) if compartment && !self.is_patient_id(id) => {
-                        Err(DenyReason::OtherPatient)
+                        Err(DenyReason::OtherPatientRecord)
                     }
                     None if compartment => Err(DenyReason::OtherPatient),
                     _ => {

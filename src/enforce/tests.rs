@@ -127,7 +127,9 @@ fn read_of_another_patient_is_refused_before_execution() {
     let mut r = FhirRequest::new(Interaction::Read);
     r.resource_type = Some(t("Patient"));
     r.id = Some("85".into());
-    assert_eq!(e.decide(&r), Decision::Deny(DenyReason::OtherPatient));
+    assert_eq!(e.decide(&r), Decision::Deny(DenyReason::OtherPatientRecord));
+    // Shown as missing, whatever exists: the same answer as an id no patient has.
+    assert!(DenyReason::OtherPatientRecord.depends_on_data());
     r.id = Some("355".into());
     assert_eq!(
         e.decide(&r),
@@ -485,7 +487,8 @@ fn transactions_are_all_or_nothing() {
     let r = e.filter_batch_response(&mut response, &[read, other], &batch);
     assert_eq!(r.dropped, 2);
     assert_eq!(response["entry"][0]["response"]["status"], "404");
-    assert_eq!(response["entry"][1]["response"]["status"], "403");
+    // Another patient's record is shown as missing, like one that does not exist.
+    assert_eq!(response["entry"][1]["response"]["status"], "404");
     assert!(response["entry"][0].get("resource").is_none());
 }
 

@@ -243,6 +243,7 @@ impl GuardRejection {
 pub(crate) fn audit_deny_reason(reason: &DenyReason) -> AuditDenyReason {
     match reason {
         DenyReason::OtherPatient
+        | DenyReason::OtherPatientRecord
         | DenyReason::OutsideCompartment
         | DenyReason::NoPatientContext => AuditDenyReason::OutsideCompartment,
         DenyReason::CategoryNotGranted => AuditDenyReason::CategoryNotGranted,

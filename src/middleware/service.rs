@@ -622,18 +622,34 @@ impl Shared {
         let config = &self.config;
         let now = trail.time;
 
-        // 1. Sanitize.
+        // 1. Sanitize; 2–3. token and grant. A method the path does not accept is refused
+        //    whoever asks (405 and `Allow` describe the path, not the caller); any other
+        //    refusal of a request without valid credentials is the 401 and its challenge
+        //    (RFC 6750 §3), so that it learns nothing of what the API accepts.
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let sanitized =
-            match config
-                .sanitizer
-                .parse_parts(&parts.method, target, &parts.headers, &bytes)
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    return Step::Answered(self.reject(trail, GuardRejection::Sanitize(e)));
-                }
-            };
+        let sanitized = config
+            .sanitizer
+            .parse_parts(&parts.method, target, &parts.headers, &bytes);
+        if let Err(e) = &sanitized {
+            if e.allowed_methods().is_some() {
+                let e = e.clone();
+                return Step::Answered(self.reject(trail, GuardRejection::Sanitize(e)));
+            }
+        }
+        let authorized = match self.authorize(&mut trail, &parts.headers, now) {
+            Ok(a) => a,
+            Err(rejection) => {
+                // The record still says what was asked, when the request can say it.
+                trail.request = sanitized.ok().map(|s| Arc::new(s.request));
+                return Step::Answered(self.reject(trail, rejection));
+            }
+        };
+        let sanitized = match sanitized {
+            Ok(s) => s,
+            Err(e) => {
+                return Step::Answered(self.reject(trail, GuardRejection::Sanitize(e)));
+            }
+        };
         let max_count = config.sanitizer.config().limits.max_count;
         let capped = counts_at(&sanitized.request, &sanitized.typed, max_count);
         let post_search = parts.method == Method::POST
@@ -642,15 +658,6 @@ impl Shared {
                 Interaction::SearchType | Interaction::SearchSystem
             );
         let request = sanitized.request;
-
-        // 2–3. Token and grant.
-        let authorized = match self.authorize(&mut trail, &parts.headers, now) {
-            Ok(a) => a,
-            Err(rejection) => {
-                trail.request = Some(Arc::new(request));
-                return Step::Answered(self.reject(trail, rejection));
-            }
-        };
 
         // 4. Enforce: decide, narrow.
         let decision = enforcer(

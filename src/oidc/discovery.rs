@@ -41,6 +41,18 @@ pub struct SmartConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
+    /// How clients authenticate at the revocation endpoint (RFC 8414 §2; absent, it would
+    /// mean `client_secret_basic` alone): as at the token endpoint, public clients included.
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// How callers authenticate at the introspection endpoint (RFC 8414 §2): a confidential
+    /// client's methods (a bearer token is accepted too, which no registered method names).
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     /// SMART capabilities.
     pub capabilities: Vec<&'static str>,
     /// `["S256"]`: never `plain`.
@@ -85,6 +97,16 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
+    /// How clients authenticate at the revocation endpoint (RFC 8414 §2).
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// How callers authenticate at the introspection endpoint (RFC 8414 §2).
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     /// `false`: the authorization endpoint answers a `request` object with
     /// `request_not_supported`.
     pub request_parameter_supported: bool,
@@ -108,6 +130,14 @@ fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
     if c.public_clients {
         methods.push("none");
     }
+    methods
+}
+
+/// The methods the introspection endpoint accepts: a confidential client's (a public client's
+/// `client_id` proves nothing).
+fn introspection_auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
+    let mut methods = auth_methods(server);
+    methods.retain(|m| *m != "none");
     methods
 }
 
@@ -186,6 +216,10 @@ impl SmartConfiguration {
             management_endpoint: c.management_endpoint.clone(),
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
+            revocation_endpoint_auth_methods_supported: auth_methods(server),
+            introspection_endpoint_auth_methods_supported: introspection_auth_methods(server),
+            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
             capabilities: caps,
             code_challenge_methods_supported: vec!["S256"],
         }
@@ -228,6 +262,10 @@ impl OpenIdConfiguration {
             ],
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
+            revocation_endpoint_auth_methods_supported: auth_methods(server),
+            introspection_endpoint_auth_methods_supported: introspection_auth_methods(server),
+            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
         })

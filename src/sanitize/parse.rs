@@ -631,7 +631,8 @@ impl Sanitizer {
         let mut total_values = 0usize;
         for pair in pairs {
             let (raw_name, raw_value) = bytes::split_once(pair, b'=').unwrap_or((pair, ""));
-            let name = check_name(raw_name)?;
+            let decoded_name = decode_name(raw_name)?;
+            let name = check_name(&decoded_name)?;
             // `check_raw` has refused controls, DEL and every non-ASCII byte in the whole query
             // (and form body), and said whether it holds any `%` or `+`; a value without
             // them is already its decoded, checked self (and cannot be double-encoded):
@@ -1248,6 +1249,28 @@ static RAW_PATH: [u8; 256] = raw_classes(false);
 static RAW_QUERY: [u8; 256] = raw_classes(true);
 
 /// A parameter name: raw (never percent-encoded), `[A-Za-z0-9_.:-]{1,128}`.
+/// A parameter name with its one accepted escape decoded: `%3A` for the modifier's `:`, which
+/// form encoders (browsers' `URLSearchParams`, Python's `urlencode`) write for `code:not`. Any
+/// other escape in a name (`%5Fcount`, `pat%69ent`) spells a letter or `_` that needs none: an
+/// evasion, refused.
+fn decode_name(raw: &str) -> Result<Cow<'_, str>, SanitizeError> {
+    if !raw.as_bytes().contains(&b'%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        match rest.get(at..at + 3) {
+            Some(escape) if escape.eq_ignore_ascii_case("%3A") => out.push(':'),
+            _ => return Err(SanitizeError::InvalidParameterName),
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Ok(Cow::Owned(out))
+}
+
 fn check_name(raw: &str) -> Result<&str, SanitizeError> {
     let ok = !raw.is_empty()
         && raw.len() <= 128

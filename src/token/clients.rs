@@ -260,11 +260,14 @@ impl Client {
     /// listens on whatever port the system gives it at the time (RFC 8252 §7.3: the server
     /// MUST allow any port; RFC 9700 §2.1 keeps the exception); the scheme, the IP literal,
     /// the path and the query must still be exactly the registered ones. `localhost` gets no
-    /// such leniency: it is a name that may resolve elsewhere (RFC 8252 §8.3).
+    /// such leniency: it is a name that may resolve elsewhere (RFC 8252 §8.3). Nor does a
+    /// confidential client: native apps are public clients (RFC 8252 §8.4), and a
+    /// confidential one gets the exact matching RFC 6749 §3.1.2.3 and RFC 9700 §4.1.3 ask for.
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
-        self.redirect_uris
-            .iter()
-            .any(|r| r == uri || crate::sanitize::same_loopback_redirect_but_port(r, uri))
+        let any_port = !self.auth.is_confidential();
+        self.redirect_uris.iter().any(|r| {
+            r == uri || (any_port && crate::sanitize::same_loopback_redirect_but_port(r, uri))
+        })
     }
 }
 
@@ -373,5 +376,15 @@ mod tests {
         ] {
             assert!(!client.has_redirect_uri(refused), "{refused}");
         }
+        // A confidential client's loopback redirect is matched exactly.
+        let confidential = Client::confidential(
+            ClientId::new("web").unwrap(),
+            SecretHash::from_parts([1; 16], [2; 32]),
+            vec!["http://127.0.0.1:8765/callback".into()],
+            ScopeSet::default(),
+        );
+        assert!(confidential.has_redirect_uri("http://127.0.0.1:8765/callback"));
+        assert!(!confidential.has_redirect_uri("http://127.0.0.1:8766/callback"));
+        assert!(!confidential.has_redirect_uri("http://127.0.0.1/callback"));
     }
 }

@@ -133,11 +133,17 @@ impl AuthorizationServer {
         now: OffsetDateTime,
     ) -> Result<IntrospectionOutcome, TokenError> {
         let form = parse_form_post(request).map_err(|r| self.token_error(r))?;
-        let caller = self.authorize_introspection_caller(request.headers(), &form, now)?;
+        let caller = self
+            .authorize_introspection_caller(request.headers(), &form, now)
+            .map_err(unauthorized_caller)?;
         let token = form
             .get("token")
             .map_err(|_| self.token_error(TokenFailure::Duplicate("token")))?
             .ok_or_else(|| self.token_error(TokenFailure::Missing("token")))?;
+        // Not used (every kind of token is looked for), but a parameter sent twice is
+        // refused here as everywhere (RFC 6749 §3.2).
+        form.get("token_type_hint")
+            .map_err(|_| self.token_error(TokenFailure::Duplicate("token_type_hint")))?;
         let answer = self.introspect_token(token, now);
         Ok(match caller {
             Entitlement::AnyToken => IntrospectionOutcome::Answered(answer),
@@ -282,6 +288,8 @@ impl AuthorizationServer {
             .get("token")
             .map_err(|_| self.token_error(TokenFailure::Duplicate("token")))?
             .ok_or_else(|| self.token_error(TokenFailure::Missing("token")))?;
+        form.get("token_type_hint")
+            .map_err(|_| self.token_error(TokenFailure::Duplicate("token_type_hint")))?;
         let store_err = |e| self.token_error(TokenFailure::from(e));
         if token.len() <= 512 {
             match self
@@ -337,4 +345,17 @@ impl Revoked {
         response.headers_mut().remove(header::CONTENT_TYPE);
         response
     }
+}
+
+/// RFC 7662 §2.3: a caller whose credentials are missing or invalid is answered `401`, however
+/// it tried to authenticate (the token endpoint may answer `400` when no `Authorization`
+/// header was used, RFC 6749 §5.2; introspection may not). The challenge names Basic, which
+/// the endpoint accepts.
+fn unauthorized_caller(mut e: TokenError) -> TokenError {
+    if e.oauth.error == super::error::OAuthErrorCode::InvalidClient
+        && e.oauth.status == http::StatusCode::BAD_REQUEST
+    {
+        e.oauth = e.oauth.with_challenge(super::error::Challenge::Basic);
+    }
+    e
 }

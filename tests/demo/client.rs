@@ -69,6 +69,15 @@ impl Browser {
         }
     }
 
+    /// A second client with the same cookies (the same session), for concurrent requests.
+    pub fn twin(&self) -> Browser {
+        Browser {
+            tls: Arc::clone(&self.tls),
+            base: self.base.clone(),
+            cookies: self.cookies.clone(),
+        }
+    }
+
     /// A bare TLS connection to the server (for requests hyper would not send).
     pub async fn connect_raw(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let uri: http::Uri = self.base.parse().unwrap();

@@ -472,19 +472,16 @@ fn discovery_metadata_and_unauthenticated_access() {
 
 #[test]
 fn approve_two_categories_read_them_refresh_revoke() {
+    const APP: &str = "hostile-name-app";
     let d = demo();
     run(async {
         let user = d.user(false);
         let patient = user["patient_id"].as_str().unwrap();
-        let Launch { token, mut browser } = launch(
-            d,
-            "research-app",
-            user,
-            &["vital-signs", "laboratory"],
-            None,
-        )
-        .await
-        .unwrap();
+        // An app no other test of this binary launches: its Revoke ends every grant of it.
+        let Launch { token, mut browser } =
+            launch(d, APP, user, &["vital-signs", "laboratory"], None)
+                .await
+                .unwrap();
         assert_eq!(token["token_type"], "Bearer");
         assert!(token["expires_in"].is_i64());
         assert_eq!(token["patient"], patient);
@@ -668,7 +665,7 @@ fn approve_two_categories_read_them_refresh_revoke() {
                 &[
                     ("grant_type", "refresh_token"),
                     ("refresh_token", &refresh),
-                    ("client_id", "research-app"),
+                    ("client_id", APP),
                 ],
                 &[],
             )
@@ -684,12 +681,17 @@ fn approve_two_categories_read_them_refresh_revoke() {
             .await;
         assert_eq!(ok.status, 200);
 
+        // A second approval of the same app (another grant): listed under the same app, and
+        // cut off by the same Revoke.
+        let second = launch(d, APP, user, &["demographics"], None).await.unwrap();
+        let second_auth = bearer(&second.token);
+
         // The connected-apps page shows the app, its categories and its history; revoke it.
         let apps = browser.get("/portal/apps").await;
         assert_eq!(apps.status, 200);
         let html = apps.text();
         assert!(
-            html.contains("S4S Research App")
+            html.contains("&lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;")
                 && html.contains("Vital signs")
                 && html.contains("Lab results"),
             "{html}"
@@ -700,29 +702,18 @@ fn approve_two_categories_read_them_refresh_revoke() {
                 .unwrap()
                 .contains("frame-ancestors 'none'")
         );
-        // The grant behind this token (its `grant_id` claim) has its own Revoke button.
-        let payload = token["access_token"]
-            .as_str()
-            .unwrap()
-            .split('.')
-            .nth(1)
-            .unwrap();
-        let claims: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap();
-        let grant = claims["grant_id"].as_str().unwrap().to_owned();
-        assert!(
-            html.contains(&format!("name=\"grant\" value=\"{grant}\"")),
-            "a Revoke button for the grant"
+        // The app has one Revoke button beside its name, for all of its grants.
+        assert_eq!(
+            html.matches(&format!("name=\"client\" value=\"{APP}\""))
+                .count(),
+            1,
+            "one Revoke button for the app"
         );
         let csrf = input_value(&html, "csrf").unwrap();
         let revoked = browser
             .post_form(
                 "/portal/apps/revoke",
-                &[("csrf", &csrf), ("grant", &grant)],
+                &[("csrf", &csrf), ("client", APP)],
                 &[],
             )
             .await;
@@ -735,7 +726,7 @@ fn approve_two_categories_read_them_refresh_revoke() {
                 .contains("Revoked on")
         );
 
-        // The next read and the refresh are refused.
+        // The next read and the refresh are refused, for both grants of the app.
         let after = browser
             .get_with(
                 &format!("{fhir}/Observation?patient={patient}&category=laboratory"),
@@ -743,6 +734,13 @@ fn approve_two_categories_read_them_refresh_revoke() {
             )
             .await;
         assert_eq!(after.status, 401);
+        let after = browser
+            .get_with(
+                &format!("{fhir}/Patient/{patient}"),
+                &[("authorization", &second_auth)],
+            )
+            .await;
+        assert_eq!(after.status, 401, "the second grant is revoked too");
         let r2 = refreshed["refresh_token"].as_str().unwrap();
         let refused = browser
             .post_form(
@@ -750,7 +748,7 @@ fn approve_two_categories_read_them_refresh_revoke() {
                 &[
                     ("grant_type", "refresh_token"),
                     ("refresh_token", r2),
-                    ("client_id", "research-app"),
+                    ("client_id", APP),
                 ],
                 &[],
             )
@@ -1301,5 +1299,68 @@ fn format_and_pretty_are_general_parameters() {
         let xml = b.get(&format!("{fhir}/metadata?_format=xml")).await;
         assert_eq!(xml.status, 406);
         assert_eq!(xml.json()["resourceType"], "OperationOutcome");
+    });
+}
+
+/// One approval form is used up once: of two submissions racing each other (a double click),
+/// exactly one gets a code. Before that, a submission another site made, or with two
+/// disclosure digests, is refused and leaves the request to the real one.
+#[test]
+fn an_approval_form_gives_one_code_and_refuses_cross_site_and_doubled_fields() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let mut b = d.browser();
+        let (_verifier, challenge) = pkce();
+        let scope = "launch/patient openid fhirUser patient/*.rs";
+        let page = b
+            .get(&authorize_url(d, "research-app", scope, "race", &challenge))
+            .await;
+        let approval = login(d, &mut b, user, page).await;
+        assert_eq!(approval.status, 200, "{}", approval.text());
+        let html = approval.text();
+        let action = form_action(&html, "name=\"category\"").unwrap();
+        let csrf = input_value(&html, "csrf").unwrap();
+        let request = input_value(&html, "request").unwrap();
+        let disclosure = input_value(&html, "disclosure").unwrap();
+        let end = input_attr(&html, "end_date", "max").unwrap();
+        let fields = vec![
+            ("csrf", csrf.as_str()),
+            ("request", request.as_str()),
+            ("disclosure", disclosure.as_str()),
+            ("end_date", end.as_str()),
+            ("decision", "approve"),
+            ("category", "vital-signs"),
+        ];
+        for headers in [
+            &[("origin", "https://evil.example")][..],
+            &[("sec-fetch-site", "cross-site")][..],
+        ] {
+            let reply = b.post_form(&action, &fields, headers).await;
+            assert_eq!(reply.status, 400, "{headers:?}: {}", reply.text());
+        }
+        let mut doubled = fields.clone();
+        doubled.push(("disclosure", "0000"));
+        let reply = b.post_form(&action, &doubled, &[]).await;
+        assert_eq!(reply.status, 400, "{}", reply.text());
+
+        let mut twin = b.twin();
+        let own_origin = b.base.clone();
+        let headers = [("origin", own_origin.as_str())];
+        let (one, other) = tokio::join!(
+            b.post_form(&action, &fields, &headers),
+            twin.post_form(&action, &fields, &headers)
+        );
+        let codes = [&one, &other]
+            .iter()
+            .filter(|r| r.status.is_redirection() && r.location().contains("code="))
+            .count();
+        assert_eq!(codes, 1, "{} / {}", one.status, other.status);
+        assert!(
+            [&one, &other].iter().any(|r| r.status == 400),
+            "{} / {}",
+            one.status,
+            other.status
+        );
     });
 }

@@ -216,7 +216,7 @@ fn grant_id(token: &Value) -> String {
 /// The "Shares: …" line of one grant's card on the connected-apps page.
 fn shares_of(apps_html: &str, grant: &str) -> String {
     let at = apps_html
-        .find(&format!("name=\"grant\" value=\"{grant}\""))
+        .find(&format!("id=\"grant-{grant}\""))
         .unwrap_or_else(|| panic!("no card for {grant}: {apps_html}"));
     let rest = &apps_html[at..];
     let start = rest.find("<p>Shares: ").unwrap() + "<p>Shares: ".len();
@@ -606,5 +606,106 @@ fn searches_the_guard_cannot_narrow_page_over_visible_matches_only() {
             }
         }
         assert_eq!(paged, visible);
+    });
+}
+
+/// A care team's or an order's reason names a diagnosis (black-box finding: "Overlapping
+/// malignant neoplasm of colon" under *Care team* alone): it goes unless a diagnosis category
+/// is granted too, and comes back with one.
+#[test]
+fn care_team_reasons_need_a_diagnosis_category() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let fhir = d.fhir();
+        let teams = format!("{fhir}/CareTeam?patient={patient}&_count=100");
+        let mut with_reasons = Vec::new();
+        for categories in [&["care-team"][..], &["care-team", "problems"][..]] {
+            let Launch { token, mut browser } = launch(d, "research-app", user, categories, None)
+                .await
+                .unwrap();
+            let auth = bearer(&token);
+            let reply = browser
+                .get_with(&teams, &[("authorization", auth.as_str())])
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let got = entries(&reply.json());
+            assert!(!got.is_empty(), "{categories:?}");
+            with_reasons.push(
+                got.iter()
+                    .filter(|r| r.get("reasonCode").is_some() || r.get("reasonReference").is_some())
+                    .count(),
+            );
+            if categories.len() == 1 {
+                let text = reply.text();
+                assert!(!text.contains("(disorder)"), "{text}");
+                assert!(got.iter().all(|r| {
+                    r["meta"]["security"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|l| l["code"] == "REDACTED")
+                        || r.get("reasonCode").is_none()
+                }));
+            }
+        }
+        assert_eq!(with_reasons[0], 0, "{with_reasons:?}");
+        assert!(with_reasons[1] > 0, "{with_reasons:?}");
+    });
+}
+
+/// A modifier written as form encoders write it (`code%3Anot`) is the same parameter as
+/// `code:not`, and the `next` link the server writes for it works when followed.
+#[test]
+fn modifier_searches_page_with_working_links() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap();
+        let fhir = d.fhir();
+        let Launch { token, mut browser } = launch(d, "research-app", user, &["vital-signs"], None)
+            .await
+            .unwrap();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let plain = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&code:not=8310-5&_count=500"),
+                &h,
+            )
+            .await;
+        assert_eq!(plain.status, 200, "{}", plain.text());
+        let encoded = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&code%3Anot=8310-5&_count=500"),
+                &h,
+            )
+            .await;
+        assert_eq!(encoded.status, 200, "{}", encoded.text());
+        let ids =
+            |b: &Value| -> Vec<Value> { entries(b).iter().map(|r| r["id"].clone()).collect() };
+        assert_eq!(ids(&plain.json()), ids(&encoded.json()));
+        assert!(ids(&plain.json()).len() > 3);
+
+        let first = browser
+            .get_with(
+                &format!("{fhir}/Observation?patient={patient}&code%3Anot=8310-5&_count=2"),
+                &h,
+            )
+            .await
+            .json();
+        let next = first["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .expect("a next page")
+            .to_owned();
+        assert!(next.contains("code:not=8310-5"), "{next}");
+        let second = browser.get_with(&next, &h).await;
+        assert_eq!(second.status, 200, "{next}: {}", second.text());
+        assert_eq!(entries(&second.json()).len(), 2);
     });
 }

@@ -120,18 +120,24 @@ fn the_fhir_api_on_the_wire() {
         assert!(entries(&zero.json()).is_empty());
 
         // Operations the CapabilityStatement does not declare (the store answers only
-        // `$everything`): refused by the guard as not supported, with or without a token.
+        // `$everything`): refused by the guard as not supported; without a token, the 401
+        // comes first (RFC 6750 §3).
         for q in [
             "DocumentReference/$docref?patient=355",
             "$export",
             "Patient/$export",
             "Group/1/$export",
         ] {
-            for headers in [&h[..], &[]] {
-                let reply = b.get_with(&format!("{fhir}/{q}"), headers).await;
-                assert_eq!(reply.status, 400, "{q}: {}", reply.text());
-                assert_eq!(issue_code(&reply.json()), "not-supported", "{q}");
-            }
+            let reply = b.get_with(&format!("{fhir}/{q}"), &h).await;
+            assert_eq!(reply.status, 400, "{q}: {}", reply.text());
+            assert_eq!(issue_code(&reply.json()), "not-supported", "{q}");
+            let anonymous = b.get_with(&format!("{fhir}/{q}"), &[]).await;
+            assert_eq!(anonymous.status, 401, "{q}: {}", anonymous.text());
+            assert_eq!(
+                anonymous.header("www-authenticate").as_deref(),
+                Some("Bearer realm=\"fhir\""),
+                "{q}"
+            );
         }
 
         // `_summary`/`_elements`: 400 not-supported (strict), `_summary=false` the whole thing.

@@ -376,8 +376,9 @@ async fn client_authentication_failures_carry_the_challenge_of_the_scheme_used()
             &[],
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.headers.get(header::WWW_AUTHENTICATE).is_none());
+    // Introspection: 401 however the caller tried (RFC 7662 §2.3).
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Basic realm=\"token\"");
 
     // A bearer token authorizing introspection: refused → 401 invalid_token, Bearer challenge;
     // valid → the app's own token is answered.

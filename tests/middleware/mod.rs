@@ -119,6 +119,22 @@ async fn tokens_get_401(options: Options) {
     );
     assert_generic_outcome(&missing);
     assert_security_headers(&missing);
+    // Without credentials, what else is wrong with the request is not said: 401 first
+    // (RFC 6750 §3). A query token is no credential the API accepts.
+    for bad in [
+        "/fhir/Observation?foo=1".to_owned(),
+        "/fhir/Unknown/1".to_owned(),
+        format!("{path}?_format=xml"),
+        format!("{path}?access_token=x"),
+    ] {
+        let reply = s.get(&bad, None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert_eq!(
+            reply.headers[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"fhir\"",
+            "{bad}"
+        );
+    }
 
     // Another scheme is no bearer token either: no error code (RFC 6750 §3.1).
     let basic = s
@@ -187,11 +203,15 @@ async fn tokens_get_401(options: Options) {
     // The handler never saw a refused request; every request has its one record.
     assert_eq!(s.seen().len(), 3);
     let records = s.records();
-    assert_eq!(records.len(), 10);
+    assert_eq!(records.len(), 14);
     let outcomes: Vec<Outcome> = records.iter().map(|r| r.record().outcome).collect();
     assert_eq!(
         outcomes,
         vec![
+            Outcome::Denied(DenyReason::InvalidToken),
+            Outcome::Denied(DenyReason::InvalidToken),
+            Outcome::Denied(DenyReason::InvalidToken),
+            Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::InvalidToken),
             Outcome::Denied(DenyReason::MalformedRequest),
@@ -205,11 +225,11 @@ async fn tokens_get_401(options: Options) {
         ]
     );
     assert_eq!(records[0].record().event, EventKind::RequestDenied);
-    assert_eq!(records[4].record().event, EventKind::RestAccess);
-    assert_eq!(records[4].record().client.as_ref().unwrap().as_str(), APP);
-    assert_eq!(records[4].record().grant.as_ref().unwrap().as_str(), GRANT);
+    assert_eq!(records[8].record().event, EventKind::RestAccess);
+    assert_eq!(records[8].record().client.as_ref().unwrap().as_str(), APP);
+    assert_eq!(records[8].record().grant.as_ref().unwrap().as_str(), GRANT);
     assert_eq!(
-        records[4].record().patient.as_ref().unwrap().as_str(),
+        records[8].record().patient.as_ref().unwrap().as_str(),
         "355"
     );
     assert!(records[3].record().source.unwrap().is_loopback());
@@ -248,16 +268,20 @@ async fn reads_inside_and_outside_the_grant() {
     // The handler's leaky 404 text never reached the wire.
     assert!(!String::from_utf8_lossy(&missing.raw).contains("no such resource"));
 
-    // Asking for another patient by id is refused before the handler: 403.
+    // Asking for another patient by id is refused before the handler, and answered as a
+    // patient that does not exist.
     let patient85 = s.get("/fhir/Patient/85", Some(&token)).await;
-    assert_eq!(patient85.status, StatusCode::FORBIDDEN);
+    let nobody = s.get("/fhir/Patient/nobody", Some(&token)).await;
+    assert_eq!(patient85.status, StatusCode::NOT_FOUND);
+    assert_eq!(patient85.raw, nobody.raw);
+    assert!(patient85.headers.get(header::WWW_AUTHENTICATE).is_none());
     assert_generic_outcome(&patient85);
     // A type no scope covers: 403.
     let proc = s.get("/fhir/Procedure?patient=355", Some(&token)).await;
     assert_eq!(proc.status, StatusCode::FORBIDDEN);
 
     let records = s.records();
-    assert_eq!(records.len(), 6);
+    assert_eq!(records.len(), 7);
     let r = records[0].record();
     assert_eq!(r.decision, Some(PolicyDecision::Permit));
     assert!(r.categories.iter().any(|c| c.as_str() == "vital-signs"));
@@ -296,7 +320,7 @@ async fn a_grant_bound_token_reads_its_patient_only_whatever_its_scope_context()
             .await;
         assert_eq!(other.status, StatusCode::NOT_FOUND, "{scope}");
         let patient85 = s.get("/fhir/Patient/85", Some(&token)).await;
-        assert_eq!(patient85.status, StatusCode::FORBIDDEN, "{scope}");
+        assert_eq!(patient85.status, StatusCode::NOT_FOUND, "{scope}");
         // A search is narrowed to her before the handler, and filtered after it.
         s.set_careless(true);
         let search = s.get("/fhir/Observation?_count=200", Some(&token)).await;

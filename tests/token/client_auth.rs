@@ -555,8 +555,11 @@ fn failed_authentication_without_the_header_is_400_invalid_client_with_no_challe
         )
         .unwrap_err()
         .to_response();
-    assert_eq!(response.status(), 400);
-    assert_eq!(challenge(&response), None);
+    // Introspection is the exception: invalid caller credentials are a 401 however they were
+    // sent (RFC 7662 §2.3), with the Basic challenge the endpoint accepts.
+    assert_eq!(response.status(), 401);
+    assert_eq!(json(&response)["error"], "invalid_client");
+    assert_eq!(challenge(&response), Some("Basic realm=\"token\""));
 }
 
 #[test]

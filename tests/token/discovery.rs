@@ -248,6 +248,30 @@ fn openid_configuration_lists_the_client_assertion_algorithms() {
     );
     // No UserInfo endpoint exists, so none is advertised.
     assert!(doc.get("userinfo_endpoint").is_none());
+    // Revocation takes what the token endpoint takes; introspection a confidential client's
+    // methods only (RFC 8414 §2: absent, both would mean client_secret_basic alone).
+    for doc in [
+        &doc,
+        &serde_json::to_value(h.server.smart_configuration()).unwrap(),
+    ] {
+        assert_eq!(
+            doc["revocation_endpoint_auth_methods_supported"],
+            doc["token_endpoint_auth_methods_supported"]
+        );
+        let introspection = doc["introspection_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap();
+        assert!(introspection.contains(&"private_key_jwt".into()));
+        assert!(introspection.contains(&"client_secret_basic".into()));
+        assert!(!introspection.contains(&"none".into()));
+        for endpoint in ["revocation", "introspection"] {
+            assert_eq!(
+                doc[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")],
+                doc["token_endpoint_auth_signing_alg_values_supported"],
+                "{endpoint}"
+            );
+        }
+    }
 
     // Narrowed in the configuration, narrowed in both documents.
     let mut config = ServerConfig::new(ISSUER, FHIR_BASE);

@@ -416,6 +416,52 @@ fn secret_exchange(h: &Harness, authorization: &str, code: &str) -> fhirguard::t
     h.server.token(&request, START)
 }
 
+/// RFC 6749 §3.2: no parameter twice, `token_type_hint` included, at revocation and
+/// introspection as at the token endpoint.
+#[test]
+fn a_repeated_token_type_hint_is_invalid_request() {
+    let h = harness();
+    let pairs = [
+        ("token", "t"),
+        ("token_type_hint", "access_token"),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let mut revoke = pairs.to_vec();
+    revoke.push(("client_id", "public-app"));
+    let response = h
+        .server
+        .revoke(&post_form(&format!("{ISSUER}/revoke"), &revoke), START)
+        .unwrap_err()
+        .to_response();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(&response)["error"], "invalid_request");
+    let mut request = post_form(&format!("{ISSUER}/introspect"), &pairs);
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        basic("secret-app", SECRET).parse().unwrap(),
+    );
+    let response = h
+        .server
+        .introspect(&request, START)
+        .unwrap_err()
+        .to_response();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(&response)["error"], "invalid_request");
+    // Once, it is fine.
+    let response = h.server.revoke(
+        &post_form(
+            &format!("{ISSUER}/revoke"),
+            &[
+                ("token", "t"),
+                ("token_type_hint", "access_token"),
+                ("client_id", "public-app"),
+            ],
+        ),
+        START,
+    );
+    assert!(response.is_ok());
+}
+
 #[test]
 fn confidential_symmetric_client_with_basic_auth() {
     let h = harness();
@@ -1005,7 +1051,7 @@ fn introspection_reports_active_tokens_with_smart_fields_and_nothing_else_for_th
             .unwrap_err()
             .to_response()
             .status(),
-        400
+        401
     );
     let mut request = post_form(
         &format!("{ISSUER}/introspect"),

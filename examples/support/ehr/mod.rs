@@ -283,7 +283,16 @@ const BACKEND_SCOPE: &str = "system/*.rs";
 /// Starts the demo EHR: prepares the data directory, binds, writes `demo.json` and serves.
 pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)?;
+    // The data directory holds keys, secrets, the consent database and the audit log: the
+    // service's user alone may enter it (a directory that already exists keeps its mode).
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
     let dir = std::fs::canonicalize(dir)?;
 
     let listener = TcpListener::bind(config.addr).await?;

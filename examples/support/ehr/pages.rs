@@ -207,16 +207,24 @@ pub(crate) struct HistoryRow {
     pub outcome: String,
 }
 
-/// One connected app (one grant).
-pub(crate) struct AppCard {
+/// One approval (one consent grant) of an app.
+pub(crate) struct GrantCard {
     pub grant_id: String,
-    pub app_name: String,
     pub categories: Vec<String>,
     pub approved: String,
     pub ends: String,
     pub status: String,
-    pub active: bool,
     pub history: Vec<HistoryRow>,
+}
+
+/// One connected app: every approval she gave it, newest first, and one Revoke button that
+/// ends all of its access.
+pub(crate) struct AppCard {
+    pub client_id: String,
+    pub app_name: String,
+    /// Whether any approval is still active (the Revoke button is shown).
+    pub active: bool,
+    pub grants: Vec<GrantCard>,
 }
 
 /// The connected-apps page.
@@ -246,45 +254,55 @@ pub(crate) fn apps(
                 body,
                 "<form method=\"post\" action=\"/portal/apps/revoke\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <input type=\"hidden\" name=\"grant\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"client\" value=\"{}\">\
                  <button type=\"submit\" aria-label=\"Revoke {}\">Revoke</button></form>",
                 attr(chrome.csrf),
-                attr(&card.grant_id),
+                attr(&card.client_id),
                 attr(&card.app_name)
             );
         }
         body.push_str("</div>");
-        let cats: Vec<String> = card
-            .categories
-            .iter()
-            .map(|c| text(c).into_owned())
-            .collect();
-        let _ = write!(
-            body,
-            "<p>Status: <strong>{}</strong></p><p>Shares: {}</p><p>Approved {} · sharing ends {}</p>",
-            text(&card.status),
-            cats.join(", "),
-            text(&card.approved),
-            text(&card.ends)
-        );
-        if card.history.is_empty() {
-            body.push_str("<p class=\"muted\">No access yet.</p>");
-        } else {
+        if card.active {
             body.push_str(
-                "<details open><summary>Access history</summary><table><thead><tr><th>When (UTC)</th><th>What</th>\
-                 <th>Categories</th><th>Result</th></tr></thead><tbody>",
+                "<p class=\"muted\">Revoke ends everything this app may read, at once.</p>",
             );
-            for row in &card.history {
-                let _ = write!(
-                    body,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    text(&row.when),
-                    text(&row.what),
-                    text(&row.categories),
-                    text(&row.outcome)
+        }
+        for grant in &card.grants {
+            let cats: Vec<String> = grant
+                .categories
+                .iter()
+                .map(|c| text(c).into_owned())
+                .collect();
+            let _ = write!(
+                body,
+                "<div class=\"grant\" id=\"grant-{}\"><p>Status: <strong>{}</strong></p>\
+                 <p>Shares: {}</p><p>Approved {} · sharing ends {}</p>",
+                attr(&grant.grant_id),
+                text(&grant.status),
+                cats.join(", "),
+                text(&grant.approved),
+                text(&grant.ends)
+            );
+            if grant.history.is_empty() {
+                body.push_str("<p class=\"muted\">No access yet.</p>");
+            } else {
+                body.push_str(
+                    "<details open><summary>Access history</summary><table><thead><tr><th>When (UTC)</th><th>What</th>\
+                     <th>Categories</th><th>Result</th></tr></thead><tbody>",
                 );
+                for row in &grant.history {
+                    let _ = write!(
+                        body,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        text(&row.when),
+                        text(&row.what),
+                        text(&row.categories),
+                        text(&row.outcome)
+                    );
+                }
+                body.push_str("</tbody></table></details>");
             }
-            body.push_str("</tbody></table></details>");
+            body.push_str("</div>");
         }
         body.push_str("</section>");
     }

@@ -194,9 +194,36 @@ type Form = Vec<(String, String)>;
 /// A form this portal served, posted back: the fields, the session id and the session;
 /// `None` when the form, the session or its CSRF token is not right (answer `expired`).
 fn posted_form(ehr: &Ehr, req: &Req) -> Option<(Form, String, Session)> {
+    if cross_site(req) {
+        return None;
+    }
     let form = parse_form(req.body())?;
     let (sid, session) = existing_session(ehr, req)?;
     csrf_ok(&session, &form).then_some((form, sid, session))
+}
+
+/// A second line of defence behind the CSRF token (OWASP: verify the origin with standard
+/// headers): a browser that says the form came from another site (`Sec-Fetch-Site`), or an
+/// `Origin` that is not this server's, is refused. A request without either (a script, an
+/// older browser) and `Origin: null` (what browsers send under `Referrer-Policy:
+/// no-referrer`, which these pages set) rest on the token alone.
+fn cross_site(req: &Req) -> bool {
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| matches!(site, "cross-site" | "same-site"))
+    {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if origin == "null" {
+        return false;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    !host.is_some_and(|host| origin.eq_ignore_ascii_case(&format!("https://{host}")))
 }
 
 fn csrf_ok(session: &Session, form: &[(String, String)]) -> bool {
@@ -250,11 +277,39 @@ fn pending_for(ehr: &Ehr, id: &str, session: &str) -> Option<Pending> {
     pending.get(id).filter(|p| p.session == session).cloned()
 }
 
+/// "1 second", "30 seconds".
+fn seconds(n: i64) -> String {
+    if n == 1 {
+        "1 second".to_owned()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
 fn take_pending(ehr: &Ehr, id: &str) {
     ehr.pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(id);
+}
+
+/// Takes the pending request out, if this session still holds it: of two submissions of one
+/// approval form (a double click, a replay racing the first), exactly one gets it.
+fn claim_pending(ehr: &Ehr, id: &str, session: &str) -> Option<Pending> {
+    let mut pending = ehr.pending.lock().unwrap_or_else(|p| p.into_inner());
+    if pending.get(id).is_some_and(|p| p.session == session) {
+        pending.remove(id)
+    } else {
+        None
+    }
+}
+
+/// Puts a claimed request back (its approval could not be saved: she may try again).
+fn restore_pending(ehr: &Ehr, id: String, claimed: Pending) {
+    ehr.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, claimed);
 }
 
 fn user_name(ehr: &Ehr, session: &Session) -> Option<String> {
@@ -661,7 +716,10 @@ async fn login_post(ehr: &Arc<Ehr>, req: &Req) -> Resp {
         let secs = throttled.retry_after.whole_seconds().max(1);
         let mut r = rerender(
             StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins. Wait {secs} seconds and try again."),
+            &format!(
+                "Too many failed sign-ins. Wait {} and try again.",
+                seconds(secs)
+            ),
         );
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -829,7 +887,7 @@ fn totp_post(ehr: &Ehr, req: &Req) -> Resp {
                 &chrome,
                 request_id.as_deref(),
                 why,
-                Some(&format!("Too many attempts. Wait {secs} seconds.")),
+                Some(&format!("Too many attempts. Wait {}.", seconds(secs))),
             ),
         );
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -1056,7 +1114,9 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
     let request = &pending.request;
     match field(&form, "decision") {
         Some("deny") => {
-            take_pending(ehr, &request_id);
+            if claim_pending(ehr, &request_id, &sid).is_none() {
+                return expired(ehr, req);
+            }
             let mut r = ehr.server.deny(request).to_response();
             ehr.headers.apply(r.headers_mut(), ResponseKind::Html);
             return r;
@@ -1124,7 +1184,15 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
     // The disclosure she saw is the one we record: the page carries its digest, and a
     // digest that no longer matches (the app's registration changed meanwhile) is refused.
     let disclosure = shown_disclosure(ehr, request);
-    if field(&form, "disclosure").is_some_and(|d| d != disclosure.reference().sha256_hex()) {
+    // At most one digest, and the current one: two are refused, not guessed between. (A
+    // client that sends none agrees to the terms as they are now, which are the ones recorded.)
+    let digests: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "disclosure")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let current = disclosure.reference().sha256_hex();
+    if digests.len() > 1 || digests.first().is_some_and(|d| *d != current) {
         return fail(
             "The sharing terms changed while you were reading them. Please review them again.",
         );
@@ -1155,18 +1223,25 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
         Some(ua) => roa.with_user_agent(ua),
         None => roa,
     };
+    // From here on the request is this submission's alone.
+    let Some(claimed) = claim_pending(ehr, &request_id, &sid) else {
+        return expired(ehr, req);
+    };
     let grant = match ehr.consent.approve(roa, now) {
         Ok(g) => g,
-        Err(ConsentError::EndDateBeyondOneYear { .. }) => {
-            return fail("The end date can be at most one year from today.");
+        Err(e) => {
+            restore_pending(ehr, request_id.clone(), claimed);
+            return match e {
+                ConsentError::EndDateBeyondOneYear { .. } => {
+                    fail("The end date can be at most one year from today.")
+                }
+                ConsentError::EndDateInPast { .. } => fail("The end date cannot be in the past."),
+                ConsentError::NoCategories => {
+                    fail("Tick at least one category to share, or choose Deny.")
+                }
+                _ => fail("Your approval could not be saved. Please try again."),
+            };
         }
-        Err(ConsentError::EndDateInPast { .. }) => {
-            return fail("The end date cannot be in the past.");
-        }
-        Err(ConsentError::NoCategories) => {
-            return fail("Tick at least one category to share, or choose Deny.");
-        }
-        Err(_) => return fail("Your approval could not be saved. Please try again."),
     };
     let grant_id = grant.id.clone();
     // The patient's approval, as SMART scopes derived from the chosen categories.
@@ -1253,7 +1328,7 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
                 .get(id)
                 .map_or_else(|| id.to_string(), |c| c.label.clone())
         };
-        let cards: Vec<pages::AppCard> = ehr
+        let approvals: Vec<(fhirguard::ClientId, bool, pages::GrantCard)> = ehr
             .consent
             .grants_of(&user.patient)
             .unwrap_or_default()
@@ -1303,18 +1378,36 @@ fn apps_page(ehr: &Ehr, req: &Req, notice: Option<&str>) -> Resp {
                         }
                     })
                     .collect();
-                pages::AppCard {
+                let card = pages::GrantCard {
                     grant_id: g.id.to_string(),
-                    app_name: ehr.client_name(g.client_id()),
                     categories: g.categories.iter().map(&label_of).collect(),
                     approved: iso(g.approved_at().date()),
                     ends: iso((g.ends_at - Duration::seconds(1)).date()),
-                    active,
                     status,
                     history,
-                }
+                };
+                (g.client_id().clone(), active, card)
             })
             .collect();
+        // One card per app: a second approval of the same app is listed under it, and its
+        // Revoke ends them all.
+        let mut cards: Vec<pages::AppCard> = Vec::new();
+        for (client, active, grant) in approvals {
+            match cards.iter_mut().find(|c| c.client_id == client.as_str()) {
+                Some(card) => {
+                    card.active |= active;
+                    card.grants.push(grant);
+                }
+                None => cards.push(pages::AppCard {
+                    client_id: client.to_string(),
+                    app_name: ehr.client_name(&client),
+                    active,
+                    grants: vec![grant],
+                }),
+            }
+        }
+        // Apps that can still read first.
+        cards.sort_by_key(|c| !c.active);
         let chrome = Chrome {
             csrf: &session.csrf,
             signed_in_as: Some(&user.display_name),
@@ -1334,22 +1427,42 @@ fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
     let Some(user) = session.user.and_then(|i| ehr.users.get(i)) else {
         return expired(ehr, req);
     };
-    let Some(grant) = field(&form, "grant").and_then(|g| GrantId::new(g).ok()) else {
-        return apps_page(ehr, req, Some("Nothing was revoked: unknown app."));
-    };
     let now = Ehr::now();
-    // Only her own grants: anyone else's id is "unknown", exactly like a made-up one.
-    let owned = matches!(ehr.consent.grant(&grant), Ok(Some(g)) if *g.patient() == user.patient);
-    if !owned {
-        return apps_page(ehr, req, Some("Nothing was revoked: unknown app."));
+    let unknown = || apps_page(ehr, req, Some("Nothing was revoked: unknown app."));
+    // Only her own grants: anyone else's id is "unknown", exactly like a made-up one. The
+    // Revoke beside an app's name ends every active grant of that app (`client`); a single
+    // grant can still be named (`grant`).
+    let mine = ehr.consent.grants_of(&user.patient).unwrap_or_default();
+    let targets: Vec<GrantId> = match (field(&form, "client"), field(&form, "grant")) {
+        (Some(client), None) => mine
+            .iter()
+            .filter(|g| g.client_id().as_str() == client)
+            .filter(|g| matches!(g.status_at(now), GrantState::Active))
+            .map(|g| g.id.clone())
+            .collect(),
+        (None, Some(grant)) => match GrantId::new(grant) {
+            Ok(id) if mine.iter().any(|g| g.id == id) => vec![id],
+            _ => return unknown(),
+        },
+        _ => return unknown(),
+    };
+    if targets.is_empty() && field(&form, "client").is_some() {
+        let known = mine
+            .iter()
+            .any(|g| Some(g.client_id().as_str()) == field(&form, "client"));
+        if !known {
+            return unknown();
+        }
     }
-    match ehr.consent.revoke(
-        &grant,
-        Approver::Patient,
-        "revoked in the patient portal",
-        now,
-    ) {
-        Ok(record) => {
+    let mut revoked = 0;
+    for grant in targets {
+        if let Ok(record) = ehr.consent.revoke(
+            &grant,
+            Approver::Patient,
+            "revoked in the patient portal",
+            now,
+        ) {
+            revoked += 1;
             if let Some(t) = Ehr::audit_time() {
                 let mut rec = AuditRecord::new(t, EventKind::ConsentRevoked, Outcome::Success);
                 rec.source = Some(source_of(req));
@@ -1359,14 +1472,19 @@ fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
                 rec.actor = Some(patient_actor(user));
                 ehr.record(rec);
             }
-            see_other(ehr, "/portal/apps")
         }
-        // Already revoked or ended: nothing left to do.
-        Err(_) => apps_page(ehr, req, Some("That app no longer had access.")),
     }
+    if revoked == 0 {
+        // Already revoked or ended: nothing left to do.
+        return apps_page(ehr, req, Some("That app no longer had access."));
+    }
+    see_other(ehr, "/portal/apps")
 }
 
 fn logout_post(ehr: &Ehr, req: &Req) -> Resp {
+    if cross_site(req) {
+        return expired(ehr, req);
+    }
     let Some(form) = parse_form(req.body()) else {
         return expired(ehr, req);
     };

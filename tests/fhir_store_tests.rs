@@ -112,8 +112,8 @@ fn token_reference_and_or_search() {
 #[test]
 fn date_prefixes_follow_fhir_range_semantics() {
     let store = store();
-    // 7 vital-sign dateTimes in or after 2003, plus periods ending after 2003-01-01 — one of
-    // them open-ended (the fixture misspells `end` as `stop`), which FHIR treats as ongoing.
+    // 7 vital-sign dateTimes in or after 2003 (the one period, of 1994, ends in 1994: the
+    // committed fixture corrects the source's misspelt `stop` to `end`).
     let recent = store
         .search(
             "Observation",
@@ -126,7 +126,7 @@ fn date_prefixes_follow_fhir_range_semantics() {
             None,
         )
         .unwrap();
-    assert_eq!(recent["total"], 8);
+    assert_eq!(recent["total"], 7);
     let in_1940 = store
         .search(
             "Observation",
@@ -144,6 +144,30 @@ fn date_prefixes_follow_fhir_range_semantics() {
         store.search("Observation", &[param("date", "ge20x3")], BASE, None),
         Err(StoreError::BadValue("date".into()))
     );
+    // A time without a zone is the server's (UTC), one without seconds a whole minute (R4
+    // search.html, date): the same matches as the zoned spelling.
+    let total = |value: &str| {
+        store
+            .search(
+                "Observation",
+                &[param("patient", "355"), param("date", value)],
+                BASE,
+                None,
+            )
+            .unwrap()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        total("ge2003-01-01T00:00:00"),
+        total("ge2003-01-01T00:00:00Z")
+    );
+    assert_eq!(total("ge2003-01-01T00:00"), total("ge2003-01-01T00:00:00Z"));
+    assert_eq!(
+        total("lt2003-01-01T05:00"),
+        total("lt2003-01-01T00:00-05:00")
+    );
+    assert!(total("ge2003-01-01T00:00") > 0);
 }
 
 #[test]
@@ -353,12 +377,9 @@ fn sort_by_date_orders_before_paging_and_keeps_ties_stable() {
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
     assert!(link(&up, "self").unwrap().contains("_sort=date"));
 
-    // Descending: latest end first — the period the fixture leaves open (`stop` for `end`)
-    // is ongoing, so it leads; still the one without a date last.
+    // Descending: latest end first; still the one without a date last.
     let down = search(&store, "Observation", &q("-date")).unwrap();
     let down_entries = matched(&down);
-    assert_eq!(effective(down_entries[0]).unwrap().1, i128::MAX);
-    assert!(down_entries[0]["effectivePeriod"]["stop"].is_string());
     assert!(effective(down_entries[139]).is_none());
     let ends: Vec<i128> = down_entries[..139]
         .iter()
@@ -796,4 +817,60 @@ fn everything_refuses_what_it_does_not_apply() {
         ),
         Err(StoreError::BadValue("_since".into()))
     );
+}
+
+/// A patient's record names some practitioners, organizations, locations and medications;
+/// the others belong to other patients' records and are not hers to see.
+#[test]
+fn compartment_free_resources_are_in_a_record_only_when_it_names_them() {
+    let store = store();
+    let of_type =
+        |ty: &str| -> Vec<&Value> { store.all().filter(|r| r["resourceType"] == ty).collect() };
+    for ty in ["Practitioner", "Organization", "Location", "Medication"] {
+        let all = of_type(ty);
+        let hers: Vec<_> = all
+            .iter()
+            .filter(|r| store.in_record_of("355", r))
+            .collect();
+        let theirs: Vec<_> = all.iter().filter(|r| store.in_record_of("85", r)).collect();
+        assert!(
+            hers.len() + theirs.len() >= all.len(),
+            "{ty}: every one is someone's"
+        );
+        if ty != "Medication" {
+            assert!(!hers.is_empty(), "{ty}");
+        }
+        // Named by 355's record: some resource of hers references it, or one of those does.
+        for r in &hers {
+            let key = format!("{ty}/{}", r["id"].as_str().unwrap());
+            let text = serde_json::to_string(&store.all().collect::<Vec<_>>()).unwrap();
+            assert!(text.contains(&format!("\"reference\":\"{key}\"")), "{key}");
+        }
+    }
+    // Compartment resources are decided by enforcement, not here.
+    let patient = store.read("Patient", "85").unwrap();
+    assert!(store.in_record_of("355", &patient));
+    // Some practitioner is another patient's only.
+    let only_theirs = of_type("Practitioner")
+        .into_iter()
+        .any(|r| !store.in_record_of("355", r) && store.in_record_of("85", r));
+    assert!(only_theirs);
+}
+
+/// R4 string search: case and accents are normalised away on both sides; `:exact` keeps them.
+#[test]
+fn string_search_ignores_case_and_accents() {
+    let store = store();
+    let total = |params: &[(&str, &str)]| {
+        let params: Vec<_> = params.iter().map(|(n, v)| param(n, v)).collect();
+        store.search("Patient", &params, BASE, None).unwrap()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(total(&[("name", "Ritchie586")]), 1);
+    assert_eq!(total(&[("name", "Ritchíe586")]), 1);
+    assert_eq!(total(&[("name", "RITCHIÉ")]), 1);
+    assert_eq!(total(&[("family:contains", "tchíe")]), 1);
+    assert_eq!(total(&[("family:exact", "Ritchíe586")]), 0);
+    assert_eq!(total(&[("family:exact", "Ritchie586")]), 1);
 }

@@ -303,6 +303,9 @@ const MAX_PAGE: usize = 200;
 #[derive(Debug, Default, Clone)]
 pub struct FhirStore {
     resources: BTreeMap<(String, String), Arc<Value>>,
+    /// Per patient, the resources outside every compartment (practitioners, organizations,
+    /// locations, medications…) her own resources name, directly or through one another.
+    named: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 impl FhirStore {
@@ -364,7 +367,61 @@ impl FhirStore {
             self.resources.insert((ty, id), Arc::new(resource));
             count += 1;
         }
+        self.named = self.index_named();
         Ok(count)
+    }
+
+    /// [`FhirStore::named`], recomputed: every compartment-free resource a patient's own
+    /// resources reference, then what those reference (a PractitionerRole's practitioner and
+    /// organization), until nothing is added.
+    fn index_named(&self) -> BTreeMap<String, BTreeSet<(String, String)>> {
+        let mut named: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        let free = |reference: &str| -> Option<(String, String)> {
+            let (ty, id) = reference.split_once('/')?;
+            let key = (ty.to_owned(), id.to_owned());
+            let target = self.resources.get(&key)?;
+            Self::patient_of(target).is_none().then_some(key)
+        };
+        for resource in self.resources.values() {
+            let Some(patient) = Self::patient_of(resource) else {
+                continue;
+            };
+            let set = named.entry(patient).or_default();
+            collect_references(resource, &mut |r| set.extend(free(r)));
+        }
+        for set in named.values_mut() {
+            let mut frontier: Vec<(String, String)> = set.iter().cloned().collect();
+            while let Some(key) = frontier.pop() {
+                if let Some(resource) = self.resources.get(&key) {
+                    collect_references(resource, &mut |r| {
+                        if let Some(next) = free(r) {
+                            if set.insert(next.clone()) {
+                                frontier.push(next);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        named
+    }
+
+    /// Whether `resource` is hers to see as part of her record: a resource of her compartment
+    /// is (enforcement decides the rest); one outside every compartment only if her record
+    /// names it. A patient-facing API serves her record, not the EHR's directory: the
+    /// practitioner, clinic or drug only another patient's record names would tell about
+    /// that patient.
+    pub fn in_record_of(&self, patient: &str, resource: &Value) -> bool {
+        if Self::patient_of(resource).is_some() {
+            return true;
+        }
+        let (Some(ty), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str())
+        else {
+            return false;
+        };
+        self.named
+            .get(patient)
+            .is_some_and(|set| set.contains(&(ty.to_owned(), id.to_owned())))
     }
 
     /// Every stored resource, in (type, id) order.
@@ -1208,12 +1265,21 @@ fn reference_matches(value: &Value, wanted: &str) -> bool {
 fn string_matches(value: &Value, wanted: &str, mode: Mode<'_>) -> bool {
     let mut texts = Vec::new();
     collect_strings(value, &mut texts);
-    let wanted_lower = wanted.to_lowercase();
+    let wanted_folded = fold(wanted);
     texts.iter().any(|text| match mode {
         Mode::Exact => *text == wanted,
-        Mode::Contains => text.to_lowercase().contains(&wanted_lower),
-        _ => text.to_lowercase().starts_with(&wanted_lower),
+        Mode::Contains => fold(text).contains(&wanted_folded),
+        _ => fold(text).starts_with(&wanted_folded),
     })
+}
+
+/// R4 search.html (string): "after both have been normalized by case and accent".
+fn fold(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    text.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
@@ -1292,9 +1358,26 @@ fn date_range(text: &str) -> Option<(i128, i128)> {
             Some((start.unix_timestamp_nanos(), end.unix_timestamp_nanos()))
         }
         _ => {
-            let instant = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+            // R4 search.html (date): a value without a zone is in the server's zone, UTC
+            // here; a time without seconds is a minute.
+            let (clock, zoned) = match text.get(11..) {
+                Some(time) if time.ends_with('Z') || time.contains(['+', '-']) => (time, true),
+                Some(time) => (time, false),
+                None => return None,
+            };
+            let minute = clock.len() == 5 || (zoned && clock.find(['Z', '+', '-']) == Some(5));
+            let mut full = text.to_owned();
+            if minute {
+                full.insert_str(16, ":00");
+            }
+            if !zoned {
+                full.push('Z');
+            }
+            let instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
             let start = instant.unix_timestamp_nanos();
-            let step = if text.contains('.') {
+            let step = if minute {
+                60_000_000_000
+            } else if text.contains('.') {
                 1_000_000
             } else {
                 1_000_000_000

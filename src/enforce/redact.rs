@@ -219,6 +219,24 @@ impl Enforcer<'_> {
             .unwrap_or("")
             .to_owned();
         let mut removed = 0usize;
+        // The local references (`#id`) of contained resources about to go: a reference to one
+        // would dangle (R4 ref-1), so it goes with it.
+        let dropped: Vec<String> = map
+            .get("contained")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|c| {
+                        !self.fully_visible(
+                            c.get("resourceType").and_then(Value::as_str).unwrap_or(""),
+                        )
+                    })
+                    .filter_map(|c| c.get("id").and_then(Value::as_str))
+                    .map(|id| format!("#{id}"))
+                    .collect()
+            })
+            .unwrap_or_default();
         for rule in self.withheld_rules(&resource_type) {
             if rule.is_identifier_filter() {
                 if let Some(Value::Array(ids)) = map.get_mut(&rule.element) {
@@ -249,7 +267,7 @@ impl Enforcer<'_> {
                         }
                     }
                 }
-                _ => removed += self.strip_hidden(value, key),
+                _ => removed += self.strip_hidden(value, key, &dropped),
             }
         }
         if map
@@ -265,11 +283,22 @@ impl Enforcer<'_> {
         removed
     }
 
-    fn strip_hidden(&self, value: &mut Value, parent_key: &str) -> usize {
+    fn strip_hidden(&self, value: &mut Value, parent_key: &str, dropped: &[String]) -> usize {
         match value {
             Value::Object(map) => {
-                let hidden = naming_reference(map, parent_key)
-                    .is_some_and(|target| self.target_hidden(&target));
+                // A reference to a contained resource that was removed would dangle (ref-1).
+                let dangling = !dropped.is_empty()
+                    && map.keys().all(|k| REFERENCE_KEYS.contains(&k.as_str()))
+                    && map
+                        .get("reference")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| dropped.iter().any(|d| d == r));
+                if dangling {
+                    map.remove("reference");
+                }
+                let hidden = dangling
+                    || naming_reference(map, parent_key)
+                        .is_some_and(|target| self.target_hidden(&target));
                 if hidden {
                     map.remove("display");
                     map.remove("identifier");
@@ -282,11 +311,13 @@ impl Enforcer<'_> {
                     }
                     return 1;
                 }
-                map.iter_mut().map(|(k, v)| self.strip_hidden(v, k)).sum()
+                map.iter_mut()
+                    .map(|(k, v)| self.strip_hidden(v, k, dropped))
+                    .sum()
             }
             Value::Array(items) => items
                 .iter_mut()
-                .map(|v| self.strip_hidden(v, parent_key))
+                .map(|v| self.strip_hidden(v, parent_key, dropped))
                 .sum(),
             _ => 0,
         }
@@ -507,7 +538,22 @@ mod tests {
         assert!(e.needs_redaction(&obs));
         e.redact(&mut obs);
         assert!(obs.get("contained").is_none());
-        assert_eq!(obs["performer"][0], json!({"reference": "#pr"}));
+        // Its local reference would dangle (ref-1): it goes too, and says why.
+        assert_eq!(obs["performer"][0]["extension"][0]["valueCode"], "masked");
+        assert!(obs["performer"][0].get("reference").is_none());
+        // With its type declared, the type is what is left.
+        let mut typed = json!({"resourceType": "Observation", "id": "l3",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "subject": {"reference": "Patient/355"},
+            "contained": [{"resourceType": "Practitioner", "id": "pr", "name": [{"family": "Adams"}]}],
+            "performer": [{"reference": "#pr", "type": "Practitioner"}, {"reference": "Practitioner/x"}]});
+        e.redact(&mut typed);
+        assert_eq!(typed["performer"][0], json!({"type": "Practitioner"}));
+        // A literal reference elsewhere is not a local one: kept.
+        assert_eq!(
+            typed["performer"][1],
+            json!({"reference": "Practitioner/x"})
+        );
         assert_eq!(labels(&obs), vec![REDACTED_CODE]);
     }
 

@@ -709,3 +709,56 @@ fn modifier_searches_page_with_working_links() {
         assert_eq!(entries(&second.json()).len(), 2);
     });
 }
+
+/// With *Care providers and places* granted, an app sees the practitioners, organizations and
+/// places her record names, not the EHR's whole directory: one only another patient's record
+/// names would tell where that patient gets care (black-box finding).
+#[test]
+fn care_providers_are_the_ones_her_record_names() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let patient = user["patient_id"].as_str().unwrap().to_owned();
+        let store = crate::fhir_store::FhirStore::with_fixtures().unwrap();
+        let Launch { token, mut browser } = launch(
+            d,
+            "research-app",
+            user,
+            &["care-providers", "medications"],
+            None,
+        )
+        .await
+        .unwrap();
+        let auth = bearer(&token);
+        let h = [("authorization", auth.as_str())];
+        let fhir = d.fhir();
+        for ty in [
+            "Practitioner",
+            "Organization",
+            "Location",
+            "PractitionerRole",
+        ] {
+            let reply = browser
+                .get_with(&format!("{fhir}/{ty}?_count=100"), &h)
+                .await;
+            assert_eq!(reply.status, 200, "{ty}: {}", reply.text());
+            let got = entries(&reply.json());
+            let hers = store
+                .all()
+                .filter(|r| r["resourceType"] == ty && store.in_record_of(&patient, r))
+                .count();
+            assert_eq!(got.len(), hers, "{ty}");
+            for r in &got {
+                assert!(store.in_record_of(&patient, r), "{ty}/{}", r["id"]);
+            }
+            for other in store
+                .all()
+                .filter(|r| r["resourceType"] == ty && !store.in_record_of(&patient, r))
+            {
+                let id = other["id"].as_str().unwrap();
+                let read = browser.get_with(&format!("{fhir}/{ty}/{id}"), &h).await;
+                assert_eq!(read.status, 404, "{ty}/{id}");
+            }
+        }
+    });
+}

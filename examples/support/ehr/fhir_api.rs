@@ -115,16 +115,30 @@ impl FhirApi {
                 let Some(ctx) = req.extensions().get::<GuardContext>() else {
                     return status_only(StatusCode::INTERNAL_SERVER_ERROR).map(Either::Right);
                 };
+                // A patient's token reads her record: of the resources outside every
+                // compartment, only those her record names.
+                let patient = ctx.patient.as_ref().map(|p| p.as_str());
+                let in_record = |r: &Value| patient.is_none_or(|p| self.store.in_record_of(p, r));
                 // A search the guard could not narrow is paged over visible matches only.
                 let answer = match req.extensions().get::<Visibility>() {
                     Some(visibility) => {
                         let enforcer = visibility.enforcer();
                         self.store
                             .answer_visible(&ctx.request, &self.fhir_base, &|r| {
-                                enforcer.visible(r, Need::Search).is_ok()
+                                in_record(r) && enforcer.visible(r, Need::Search).is_ok()
                             })
                     }
-                    None => self.store.answer(&ctx.request, &self.fhir_base),
+                    None => self
+                        .store
+                        .answer_visible(&ctx.request, &self.fhir_base, &in_record),
+                };
+                let read = matches!(
+                    ctx.request.interaction,
+                    Interaction::Read | Interaction::Vread
+                );
+                let answer = match answer {
+                    Ok(body) if read && !in_record(&body) => Err(StoreError::NotFound),
+                    other => other,
                 };
                 match answer {
                     Ok(body) => {

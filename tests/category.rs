@@ -301,9 +301,26 @@ pub fn expected_categories(r: &Value) -> Vec<String> {
             if has(&cat, "http://terminology.hl7.org/CodeSystem/v2-0074", "LAB") {
                 out.push("laboratory");
             }
-            if ["LP29684-5", "LP29708-2", "LP7839-6"]
-                .iter()
-                .any(|c| has(&cat, "http://loinc.org", c))
+            // US Core's note categories, or a note type as the category (the Inferno data's
+            // History and physical note).
+            if [
+                "LP29684-5",
+                "LP29708-2",
+                "LP7839-6",
+                "18842-5",
+                "11488-4",
+                "34117-2",
+                "11506-3",
+                "28570-0",
+                "18748-4",
+                "11502-2",
+                "11526-1",
+                "11504-8",
+                "34111-5",
+                "51847-2",
+            ]
+            .iter()
+            .any(|c| has(&cat, "http://loinc.org", c))
             {
                 out.push("clinical-notes");
             }

@@ -762,3 +762,26 @@ fn care_providers_are_the_ones_her_record_names() {
         }
     });
 }
+
+/// A report that files itself as a note by its type (the Inferno data's History and physical
+/// note: category LOINC 34117-2) is a clinical note: shared with *Clinical notes*, not with
+/// *Other reports* (black-box finding: the reverse).
+#[test]
+fn a_note_report_is_a_clinical_note_not_another_report() {
+    let d = demo();
+    run(async {
+        let user = d.user(false);
+        let fhir = d.fhir();
+        let note = format!("{fhir}/DiagnosticReport/8a3fced1-0997-5424-00dc-af9f143cb4f8");
+        for (category, status) in [("clinical-notes", 200), ("other-diagnosticreport", 404)] {
+            let Launch { token, mut browser } = launch(d, "research-app", user, &[category], None)
+                .await
+                .unwrap();
+            let auth = bearer(&token);
+            let reply = browser
+                .get_with(&note, &[("authorization", auth.as_str())])
+                .await;
+            assert_eq!(reply.status, status, "{category}: {}", reply.text());
+        }
+    });
+}

@@ -241,7 +241,7 @@ fn host_registries_are_validated() {
             .withheld()
             .is_empty()
     );
-    assert_eq!(CategoryRegistry::default_registry().withheld().len(), 8);
+    assert_eq!(CategoryRegistry::default_registry().withheld().len(), 11);
     let mut conflict = base;
     conflict["supporting"]["types"][0]["resourceType"] = json!("Observation");
     assert!(matches!(

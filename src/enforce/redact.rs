@@ -478,6 +478,24 @@ mod tests {
             .collect()
     }
 
+    /// A coded reason names a diagnosis: only a diagnosis category lets it through.
+    #[test]
+    fn coded_reasons_need_a_diagnosis_category() {
+        let reg = CategoryRegistry::default_registry();
+        let prescription = json!({"resourceType": "MedicationRequest", "id": "m1",
+            "status": "active", "intent": "order", "subject": {"reference": "Patient/355"},
+            "medicationCodeableConcept": {"text": "amiodarone"},
+            "reasonCode": [{"text": "Ventricular fibrillation"}]});
+        let meds = enforcer(&reg, &["medications"]);
+        assert!(meds.needs_redaction(&prescription));
+        let mut shown = prescription.clone();
+        meds.redact(&mut shown);
+        assert!(shown.get("reasonCode").is_none());
+        assert_eq!(shown["medicationCodeableConcept"]["text"], "amiodarone");
+        let with_problems = enforcer(&reg, &["medications", "problems"]);
+        assert!(!with_problems.needs_redaction(&prescription));
+    }
+
     #[test]
     fn demographics_withhold_government_ids_and_contacts() {
         let reg = CategoryRegistry::default_registry();

@@ -41,18 +41,9 @@ pub struct SmartConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
-    /// How clients authenticate at the revocation endpoint (RFC 8414 §2; absent, it would
-    /// mean `client_secret_basic` alone): as at the token endpoint, public clients included.
-    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
-    /// How callers authenticate at the introspection endpoint (RFC 8414 §2): a confidential
-    /// client's methods (a bearer token is accepted too, which no registered method names).
-    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// How clients authenticate at the revocation and introspection endpoints.
+    #[serde(flatten)]
+    pub endpoint_auth: EndpointAuthMethods,
     /// SMART capabilities.
     pub capabilities: Vec<&'static str>,
     /// `["S256"]`: never `plain`.
@@ -97,16 +88,9 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
-    /// How clients authenticate at the revocation endpoint (RFC 8414 §2).
-    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
-    /// How callers authenticate at the introspection endpoint (RFC 8414 §2).
-    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// How clients authenticate at the revocation and introspection endpoints.
+    #[serde(flatten)]
+    pub endpoint_auth: EndpointAuthMethods,
     /// `false`: the authorization endpoint answers a `request` object with
     /// `request_not_supported`.
     pub request_parameter_supported: bool,
@@ -133,12 +117,37 @@ fn auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
     methods
 }
 
-/// The methods the introspection endpoint accepts: a confidential client's (a public client's
-/// `client_id` proves nothing).
-fn introspection_auth_methods(server: &AuthorizationServer) -> Vec<&'static str> {
-    let mut methods = auth_methods(server);
-    methods.retain(|m| *m != "none");
-    methods
+/// How clients authenticate at the revocation and introspection endpoints (RFC 8414 §2;
+/// absent, the entries would mean `client_secret_basic` alone). Part of both discovery
+/// documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointAuthMethods {
+    /// At the revocation endpoint: as at the token endpoint, public clients included.
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// At the introspection endpoint: a confidential client's methods (a public client's
+    /// `client_id` proves nothing; a bearer token is accepted too, which no registered method
+    /// names).
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The client-assertion algorithms there (present whenever `private_key_jwt` is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+}
+
+impl EndpointAuthMethods {
+    /// What `server`'s configuration accepts.
+    pub fn for_server(server: &AuthorizationServer) -> Self {
+        let mut introspection = auth_methods(server);
+        introspection.retain(|m| *m != "none");
+        Self {
+            revocation_endpoint_auth_methods_supported: auth_methods(server),
+            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+            introspection_endpoint_auth_methods_supported: introspection,
+            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+        }
+    }
 }
 
 /// The algorithms the token endpoint verifies client assertions with, when `private_key_jwt`
@@ -216,10 +225,7 @@ impl SmartConfiguration {
             management_endpoint: c.management_endpoint.clone(),
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
-            revocation_endpoint_auth_methods_supported: auth_methods(server),
-            introspection_endpoint_auth_methods_supported: introspection_auth_methods(server),
-            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
-            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+            endpoint_auth: EndpointAuthMethods::for_server(server),
             capabilities: caps,
             code_challenge_methods_supported: vec!["S256"],
         }
@@ -262,10 +268,7 @@ impl OpenIdConfiguration {
             ],
             introspection_endpoint: c.introspection_endpoint.clone(),
             revocation_endpoint: c.revocation_endpoint.clone(),
-            revocation_endpoint_auth_methods_supported: auth_methods(server),
-            introspection_endpoint_auth_methods_supported: introspection_auth_methods(server),
-            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
-            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs(server),
+            endpoint_auth: EndpointAuthMethods::for_server(server),
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
         })

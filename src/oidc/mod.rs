@@ -4,5 +4,5 @@
 mod discovery;
 mod id_token;
 
-pub use discovery::{OpenIdConfiguration, SmartConfiguration};
+pub use discovery::{EndpointAuthMethods, OpenIdConfiguration, SmartConfiguration};
 pub use id_token::{ID_TOKEN_TYP, IdTokenClaims, sign_id_token};

@@ -963,8 +963,8 @@ pub struct Visibility {
 
 impl fmt::Debug for Visibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No patient id: a Debug print may reach a log.
         f.debug_struct("Visibility")
-            .field("patient", &self.patient)
             .field("categories", self.approved.set())
             .finish_non_exhaustive()
     }

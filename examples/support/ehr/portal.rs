@@ -286,13 +286,6 @@ fn seconds(n: i64) -> String {
     }
 }
 
-fn take_pending(ehr: &Ehr, id: &str) {
-    ehr.pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(id);
-}
-
 /// Takes the pending request out, if this session still holds it: of two submissions of one
 /// approval form (a double click, a replay racing the first), exactly one gets it.
 fn claim_pending(ehr: &Ehr, id: &str, session: &str) -> Option<Pending> {
@@ -1277,7 +1270,6 @@ fn consent_post(ehr: &Ehr, req: &Req) -> Resp {
         approval.need_patient_banner = Some(false);
     }
     approval.smart_style_url = Some(ehr.smart_style_url.clone());
-    take_pending(ehr, &request_id);
     let mut r = match ehr.server.approve(request, approval, now) {
         Ok(redirect) => redirect.to_response(),
         Err(err) => err.to_response(),
@@ -1434,26 +1426,26 @@ fn revoke_post(ehr: &Ehr, req: &Req) -> Resp {
     // grant can still be named (`grant`).
     let mine = ehr.consent.grants_of(&user.patient).unwrap_or_default();
     let targets: Vec<GrantId> = match (field(&form, "client"), field(&form, "grant")) {
-        (Some(client), None) => mine
-            .iter()
-            .filter(|g| g.client_id().as_str() == client)
-            .filter(|g| matches!(g.status_at(now), GrantState::Active))
-            .map(|g| g.id.clone())
-            .collect(),
+        (Some(client), None) => {
+            let of_app: Vec<_> = mine
+                .iter()
+                .filter(|g| g.client_id().as_str() == client)
+                .collect();
+            if of_app.is_empty() {
+                return unknown();
+            }
+            of_app
+                .into_iter()
+                .filter(|g| matches!(g.status_at(now), GrantState::Active))
+                .map(|g| g.id.clone())
+                .collect()
+        }
         (None, Some(grant)) => match GrantId::new(grant) {
             Ok(id) if mine.iter().any(|g| g.id == id) => vec![id],
             _ => return unknown(),
         },
         _ => return unknown(),
     };
-    if targets.is_empty() && field(&form, "client").is_some() {
-        let known = mine
-            .iter()
-            .any(|g| Some(g.client_id().as_str()) == field(&form, "client"));
-        if !known {
-            return unknown();
-        }
-    }
     let mut revoked = 0;
     for grant in targets {
         if let Ok(record) = ehr.consent.revoke(

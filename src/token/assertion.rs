@@ -99,14 +99,48 @@ struct AssertionClaims {
     sub: Option<String>,
     #[serde(default)]
     aud: Option<serde_json::Value>,
-    #[serde(default)]
+    /// Rounded down: a fractional expiry ends the assertion no later than it says.
+    #[serde(default, deserialize_with = "numeric_date_floor")]
     exp: Option<i64>,
-    #[serde(default)]
+    /// Rounded up, as `iat`: a fractional start is never moved earlier.
+    #[serde(default, deserialize_with = "numeric_date_ceil")]
     nbf: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "numeric_date_ceil")]
     iat: Option<i64>,
     #[serde(default)]
     jti: Option<String>,
+}
+
+/// A NumericDate (RFC 7519 §2) is any JSON number of seconds, fractions allowed ("non-integer
+/// values can be represented"); JWT libraries that write floats must not be refused. A value
+/// beyond ±2^53 seconds, or not a number, is malformed.
+fn numeric_date(
+    value: Option<serde_json::Number>,
+    round: fn(f64) -> f64,
+) -> Result<Option<i64>, &'static str> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0;
+    let Some(number) = value else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64().map(round) {
+        // The cast is exact: the value is whole and within ±2^53.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(seconds) if seconds.is_finite() && seconds.abs() <= LIMIT => Ok(Some(seconds as i64)),
+        _ => Err("a NumericDate out of range"),
+    }
+}
+
+fn numeric_date_floor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Number>::deserialize(d)?;
+    numeric_date(value, f64::floor).map_err(serde::de::Error::custom)
+}
+
+fn numeric_date_ceil<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Number>::deserialize(d)?;
+    numeric_date(value, f64::ceil).map_err(serde::de::Error::custom)
 }
 
 /// What the verifier accepts.

@@ -548,6 +548,35 @@ fn private_key_jwt_rs384_happy_path_then_replayed_jti_refused() {
 }
 
 #[test]
+fn private_key_jwt_accepts_fractional_numeric_dates() {
+    use fhirguard::token::AssertionError as A;
+    let h = harness();
+    let key = &h.rs384;
+    let seconds = |d: Duration| (START + d).unix_timestamp() as f64;
+    // RFC 7519 §2: a NumericDate may have a fraction; libraries that write floats interoperate.
+    let jwt = assertion(key, "jwt-app", START, "j-frac", |c| {
+        c["exp"] = (seconds(Duration::minutes(4)) + 0.5).into();
+        c["iat"] = (seconds(Duration::ZERO) - 0.25).into();
+    });
+    let code = code_for(&h, "jwt-app", START);
+    assert!(assertion_exchange(&h, &jwt, &code).is_ok());
+    // A fraction cannot stretch the limits: 300.5 s ahead is past the five minutes.
+    let far = assertion(key, "jwt-app", START, "j-frac-far", |c| {
+        c["exp"] = (seconds(Duration::minutes(5)) + 30.5 + 1.0).into();
+    });
+    assert_eq!(assertion_failure(&h, &far), A::ExpTooFar);
+    // An iat a fraction past the leeway is in the future.
+    let early = assertion(key, "jwt-app", START, "j-frac-iat", |c| {
+        c["iat"] = (seconds(Duration::seconds(30)) + 0.25).into();
+    });
+    assert_eq!(assertion_failure(&h, &early), A::NotYetValid);
+    let huge = assertion(key, "jwt-app", START, "j-frac-huge", |c| {
+        c["exp"] = 1.0e300.into();
+    });
+    assert_eq!(assertion_failure(&h, &huge), A::Malformed);
+}
+
+#[test]
 fn private_key_jwt_refusals() {
     use fhirguard::token::AssertionError as A;
     let h = harness();

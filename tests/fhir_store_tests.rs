@@ -168,6 +168,26 @@ fn date_prefixes_follow_fhir_range_semantics() {
         total("lt2003-01-01T00:00-05:00")
     );
     assert!(total("ge2003-01-01T00:00") > 0);
+    // The last representable days end past what a date type holds: still a range, no panic.
+    for edge in [
+        "9999",
+        "9999-12",
+        "9999-12-31",
+        "lt9999-12-31",
+        "ge0001-01-01",
+        "0000",
+    ] {
+        assert!(total(edge) <= total("ge0000"), "{edge}");
+    }
+    assert_eq!(total("lt9999-12-31"), total("ge0000"));
+    assert_eq!(total("9999-12-31"), 0);
+    for bad in ["9999-13", "9999-02-30", "2003-00-01"] {
+        assert_eq!(
+            store.search("Observation", &[param("date", bad)], BASE, None),
+            Err(StoreError::BadValue("date".into())),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use fhirguard::{FhirRequest, Interaction, SearchParam};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::{Date, Month, OffsetDateTime};
 
 /// Why the store could not answer. The demo maps each to a generic OperationOutcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1330,32 +1330,31 @@ fn parse_date_param(raw: &str) -> Option<(Prefix, (i128, i128))> {
 /// its own precision: `2020` is the whole year, `2020-03-01T10:00:00Z` one second.
 fn date_range(text: &str) -> Option<(i128, i128)> {
     let year: i32 = text.get(0..4)?.parse().ok()?;
-    let utc = UtcOffset::UTC;
-    let start_of = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_offset(utc);
+    // The start is checked as a calendar date; the end (the next year, month or day) is
+    // counted in days, as it may be 10000-01-01, past what the date type holds.
+    let span = |month: u8, day: u8, next: (i32, u8, u8)| -> Option<(i128, i128)> {
+        Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
+        let nanos =
+            |(y, m, d): (i32, u8, u8)| i128::from(days_from_civil(y, m, d)) * 86_400_000_000_000;
+        Some((nanos((year, month, day)), nanos(next)))
+    };
     match text.len() {
-        4 => {
-            let start = start_of(Date::from_calendar_date(year, Month::January, 1).ok()?);
-            let end = start_of(Date::from_calendar_date(year + 1, Month::January, 1).ok()?);
-            Some((start.unix_timestamp_nanos(), end.unix_timestamp_nanos()))
-        }
+        4 => span(1, 1, (year + 1, 1, 1)),
         7 => {
             let month: u8 = text.get(5..7)?.parse().ok()?;
-            let month = Month::try_from(month).ok()?;
-            let start = start_of(Date::from_calendar_date(year, month, 1).ok()?);
-            let (next_year, next_month) = if month == Month::December {
-                (year + 1, Month::January)
+            let next = if month == 12 {
+                (year + 1, 1, 1)
             } else {
-                (year, month.next())
+                (year, month + 1, 1)
             };
-            let end = start_of(Date::from_calendar_date(next_year, next_month, 1).ok()?);
-            Some((start.unix_timestamp_nanos(), end.unix_timestamp_nanos()))
+            span(month, 1, next)
         }
         10 => {
-            let month = Month::try_from(text.get(5..7)?.parse::<u8>().ok()?).ok()?;
+            let month: u8 = text.get(5..7)?.parse().ok()?;
             let day: u8 = text.get(8..10)?.parse().ok()?;
-            let start = start_of(Date::from_calendar_date(year, month, day).ok()?);
-            let end = start + time::Duration::days(1);
-            Some((start.unix_timestamp_nanos(), end.unix_timestamp_nanos()))
+            // The day after, counted in days (valid whatever the month's length).
+            let (start, _) = span(month, day, (year, month, day))?;
+            Some((start, start + 86_400_000_000_000))
         }
         _ => {
             // R4 search.html (date): a value without a zone is in the server's zone, UTC
@@ -1385,6 +1384,17 @@ fn date_range(text: &str) -> Option<(i128, i128)> {
             Some((start, start + step))
         }
     }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
+    let (m, d) = (i64::from(month), i64::from(day));
+    let y = i64::from(year) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn value_range(value: &Value) -> Option<(i128, i128)> {

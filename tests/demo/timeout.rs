@@ -1,5 +1,6 @@
 //! A request whose body never arrives is answered 408 and its connection closed once the
-//! whole-request deadline passes (black-box F22: such connections were held for ≥ 600 s).
+//! whole-request deadline passes (black-box F22: such connections were held for ≥ 600 s); a
+//! request without exactly one Host is answered 400 and its connection closed.
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,33 @@ fn a_stalled_body_gets_408_and_the_connection_closes() {
             } else {
                 assert!(lower.contains("content-type: text/plain"), "{path}: {text}");
             }
+        }
+
+        // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400, not routed;
+        // HTTP/1.0 had no Host and is served.
+        let exchange = |request: String| {
+            let browser = &browser;
+            async move {
+                let mut conn = browser.connect_raw().await;
+                conn.write_all(request.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                let read =
+                    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got));
+                let _ = read.await;
+                String::from_utf8_lossy(&got).into_owned()
+            }
+        };
+        for path in ["/fhir/metadata", "/portal/login"] {
+            for hosts in [String::new(), format!("Host: {host}\r\nHost: {host}\r\n")] {
+                let text = exchange(format!("GET {path} HTTP/1.1\r\n{hosts}\r\n")).await;
+                assert!(text.starts_with("HTTP/1.1 400"), "{path} {hosts:?}: {text}");
+                assert!(
+                    text.to_ascii_lowercase().contains("connection: close"),
+                    "{text}"
+                );
+            }
+            let text = exchange(format!("GET {path} HTTP/1.0\r\n\r\n")).await;
+            assert!(text.starts_with("HTTP/1.0 200"), "{path} HTTP/1.0: {text}");
         }
 
         // Normal requests are unaffected.

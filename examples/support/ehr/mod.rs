@@ -722,14 +722,21 @@ pub async fn start(config: EhrConfig) -> Result<RunningEhr, EhrError> {
                             req.extensions_mut().insert(Peer(peer));
                             req.extensions_mut().insert(PeerAddr::from(peer));
                             let fhir_api = is_fhir_path(req.uri().path());
+                            // RFC 9112 §3.2: an HTTP/1.1 request without a Host, or with more
+                            // than one, is answered 400 and not routed.
+                            let hostless = req.version() == http::Version::HTTP_11
+                                && req.headers().get_all(header::HOST).iter().count() != 1;
                             let answer = router.clone().oneshot(req.map(Body::new));
                             let headers = timeout_headers.clone();
                             // One deadline for the whole request, body included (the header
                             // timeout below does not cover a body that never arrives).
                             async move {
+                                if hostless {
+                                    return Ok(closing_error(&headers, fhir_api, StatusCode::BAD_REQUEST));
+                                }
                                 match tokio::time::timeout(request_timeout, answer).await {
                                     Ok(response) => response,
-                                    Err(_) => Ok(request_timed_out(&headers, fhir_api)),
+                                    Err(_) => Ok(closing_error(&headers, fhir_api, StatusCode::REQUEST_TIMEOUT)),
                                 }
                             }
                         });
@@ -791,24 +798,31 @@ fn demo_throttle_config() -> ThrottleConfig {
     config
 }
 
-/// 408 with a generic body, and the connection closed (its unread body is abandoned).
 /// The guarded FHIR API: everything under `/fhir`.
 fn is_fhir_path(path: &str) -> bool {
     path == "/fhir" || path.starts_with("/fhir/")
 }
 
-/// `408` for a request that did not arrive in time: an OperationOutcome on the FHIR API (a
-/// FHIR client parses every error body as one), plain text elsewhere.
-fn request_timed_out(headers: &SecurityHeaders, fhir_api: bool) -> Response<Body> {
+/// `408` for a request that did not arrive in time, or `400` for one without a single Host,
+/// with the connection closed: an OperationOutcome on the FHIR API (a FHIR client parses
+/// every error body as one), plain text elsewhere.
+fn closing_error(headers: &SecurityHeaders, fhir_api: bool, status: StatusCode) -> Response<Body> {
+    let timed_out = status == StatusCode::REQUEST_TIMEOUT;
     let mut r = if fhir_api {
-        let mut r = fhirguard::fhir::problem_response(fhirguard::PublicProblem::RequestTimeout);
+        let mut r = fhirguard::fhir::problem_response(if timed_out {
+            fhirguard::PublicProblem::RequestTimeout
+        } else {
+            fhirguard::PublicProblem::BadRequest
+        });
         headers.apply(r.headers_mut(), ResponseKind::Phi);
         r
     } else {
-        let mut r = text_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request took too long to arrive.\n",
-        );
+        let text = if timed_out {
+            "The request took too long to arrive.\n"
+        } else {
+            "The request could not be understood.\n"
+        };
+        let mut r = text_response(status, text);
         headers.apply(r.headers_mut(), ResponseKind::Public);
         r
     };

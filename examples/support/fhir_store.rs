@@ -1330,31 +1330,32 @@ fn parse_date_param(raw: &str) -> Option<(Prefix, (i128, i128))> {
 /// its own precision: `2020` is the whole year, `2020-03-01T10:00:00Z` one second.
 fn date_range(text: &str) -> Option<(i128, i128)> {
     let year: i32 = text.get(0..4)?.parse().ok()?;
-    // The start is checked as a calendar date; the end (the next year, month or day) is
-    // counted in days, as it may be 10000-01-01, past what the date type holds.
-    let span = |month: u8, day: u8, next: (i32, u8, u8)| -> Option<(i128, i128)> {
-        Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
-        let nanos =
-            |(y, m, d): (i32, u8, u8)| i128::from(days_from_civil(y, m, d)) * 86_400_000_000_000;
-        Some((nanos((year, month, day)), nanos(next)))
+    // The range is the start and a length in days, not the next date: after 9999-12-31
+    // comes 10000-01-01, past what the date type holds.
+    const DAY: i128 = 86_400_000_000_000;
+    let span = |month: u8, day: u8, days: u16| -> Option<(i128, i128)> {
+        let date = Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()?;
+        let start = i128::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY) * DAY;
+        Some((start, start + i128::from(days) * DAY))
     };
     match text.len() {
-        4 => span(1, 1, (year + 1, 1, 1)),
+        4 => span(
+            1,
+            1,
+            if time::util::is_leap_year(year) {
+                366
+            } else {
+                365
+            },
+        ),
         7 => {
             let month: u8 = text.get(5..7)?.parse().ok()?;
-            let next = if month == 12 {
-                (year + 1, 1, 1)
-            } else {
-                (year, month + 1, 1)
-            };
-            span(month, 1, next)
+            span(month, 1, Month::try_from(month).ok()?.length(year).into())
         }
         10 => {
             let month: u8 = text.get(5..7)?.parse().ok()?;
             let day: u8 = text.get(8..10)?.parse().ok()?;
-            // The day after, counted in days (valid whatever the month's length).
-            let (start, _) = span(month, day, (year, month, day))?;
-            Some((start, start + 86_400_000_000_000))
+            span(month, day, 1)
         }
         _ => {
             // R4 search.html (date): a value without a zone is in the server's zone, UTC
@@ -1386,16 +1387,8 @@ fn date_range(text: &str) -> Option<(i128, i128)> {
     }
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
-    let (m, d) = (i64::from(month), i64::from(day));
-    let y = i64::from(year) - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 fn value_range(value: &Value) -> Option<(i128, i128)> {
     match value {

@@ -905,16 +905,16 @@ async fn dispatch(State(ehr): State<Arc<Ehr>>, req: Request<Body>) -> Response<B
         response
     } else if path == "/portal" || path.starts_with("/portal/") {
         portal::handle(&ehr, &req).await
-    } else if path == "/" && req.method() != http::Method::GET && req.method() != http::Method::HEAD
-    {
-        // The root only points a browser at the portal; nothing is written there.
-        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
-        r
     } else if path == "/" {
-        let mut r = redirect_see_other("/portal");
+        // The root only points a browser at the portal; nothing is written there.
+        let mut r = if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
+            redirect_see_other("/portal")
+        } else {
+            let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        };
         ehr.headers.apply(r.headers_mut(), ResponseKind::Public);
         r
     } else {
